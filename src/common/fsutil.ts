@@ -1,0 +1,83 @@
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { isErrnoCode } from './errors.js';
+
+/**
+ * Writes `data` to `file` so that a crash at any moment leaves either the old content or the new one:
+ * temporary name in the same directory, fsync, rename, fsync of the directory.
+ */
+export function writeFileAtomicSync(file: string, data: string | Buffer, mode = 0o644): void {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  const fd = fs.openSync(tmp, 'wx', mode);
+  try {
+    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  try {
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  fsyncDirSync(path.dirname(file));
+}
+
+export function fsyncDirSync(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export function readFileOrNull(file: string): string | null {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if (isErrnoCode(err, 'ENOENT')) return null;
+    throw err;
+  }
+}
+
+export function ensureDir(dir: string, mode = 0o755): string {
+  fs.mkdirSync(dir, { recursive: true, mode });
+  return dir;
+}
+
+/** Size in bytes of everything below `dir` (regular files and symlinks; hard links counted once). */
+export function directorySize(dir: string): number {
+  let total = 0;
+  const seen = new Set<string>();
+  const walk = (d: string): void => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) {
+        walk(p);
+        continue;
+      }
+      try {
+        const st = fs.lstatSync(p);
+        if (st.nlink > 1) {
+          const key = `${st.dev}:${st.ino}`;
+          if (seen.has(key)) continue;
+          seen.add(key);
+        }
+        if (st.isFile() || st.isSymbolicLink()) total += st.size;
+      } catch {
+        // raced with a removal
+      }
+    }
+  };
+  walk(dir);
+  return total;
+}

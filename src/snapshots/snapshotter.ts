@@ -1,0 +1,67 @@
+import type { Readable } from 'node:stream';
+import type { Digest } from '../common/digest.js';
+
+/**
+ * Layers on disk, and the container file systems stacked on them.
+ *
+ * Terms: a *layer* is one committed, read-only directory (`snapshots/<n>/fs`) holding the unpacked
+ * content of one layer tar in overlay form (whiteouts as 0/0 char devices, opaque dirs as
+ * `trusted.overlay.opaque=y`). It is named by its *chain id* (the digest of its whole parent chain, OCI
+ * image spec), so two images whose chains share a prefix share those directories: an image built on a
+ * base only references the base's layers. A *container layer* is a container's own `upper`/`work` pair,
+ * mounted with overlayfs over the layers of its image.
+ *
+ * Lifecycle:
+ *  1. Pull/load/import: `unpackLayer(parent, tar)` for each layer, bottom up. The tar stream is hashed
+ *     (diff id) while it is unpacked into a temporary directory; the chain id follows from parent + diff
+ *     id; if that chain already exists the temporary copy is dropped, else it is renamed into place and
+ *     recorded. Safe against crashes: a half-unpacked layer is never visible.
+ *  2. Create a container: `prepareContainerLayer(dir)` makes `dir/upper`, `dir/work`, `dir/rootfs`.
+ *  3. Start: `mountContainer(dir, chainId)` mounts overlay(lower = the chain's layers, top first) on
+ *     `dir/rootfs`; stop/remove: `unmountContainer(dir)`.
+ *  4. Inspect changes: `containerChanges(dir, chainId)` (docker diff); commit: `packContainerDiff(dir)`
+ *     gives the upper dir as a layer tar (whiteouts as `.wh.` entries).
+ *  5. Remove an image: `removeLayer(chainId)` once no image or container references it (the caller
+ *     knows the references; this part only refuses to remove a layer that another layer sits on).
+ */
+export interface LayerInfo {
+  chainId: Digest;
+  diffId: Digest;
+  parentChainId: Digest | null;
+  /** Directory holding this layer's unpacked content. */
+  dir: string;
+  /** Bytes of file content in this layer alone. */
+  size: number;
+  createdAt: number;
+}
+
+export interface ContainerChange {
+  /** Absolute path inside the container, e.g. `/etc/passwd`. */
+  path: string;
+  /** 0 = modified, 1 = added, 2 = deleted (the Engine API's Kind values). */
+  kind: 0 | 1 | 2;
+}
+
+export interface Snapshotter {
+  getLayer(chainId: Digest): LayerInfo | null;
+  /**
+   * Unpacks an uncompressed layer tar on top of `parentChainId` (null for a base layer). When
+   * `expectedDiffId` is given and the stream hashes to something else, nothing is kept and an error is
+   * thrown. Idempotent: an existing chain is reused (the stream is still drained and verified).
+   */
+  unpackLayer(parentChainId: Digest | null, layerTar: Readable, expectedDiffId?: Digest): Promise<LayerInfo>;
+  /** The layer directories of a chain, top first (overlay lowerdir order). */
+  lowerDirs(chainId: Digest): string[];
+  /** Deletes a layer's directory and record; refuses (Conflict) while another layer uses it as parent. */
+  removeLayer(chainId: Digest): void;
+
+  prepareContainerLayer(containerDir: string): void;
+  mountContainer(containerDir: string, chainId: Digest | null): string;
+  unmountContainer(containerDir: string): void;
+  isContainerMounted(containerDir: string): boolean;
+  containerChanges(containerDir: string, chainId: Digest | null): ContainerChange[];
+  /** The container's own changes as an uncompressed layer tar (deterministic: sorted entries). */
+  packContainerDiff(containerDir: string): Readable;
+  /** Removes upper/work/rootfs (unmounting first if needed). */
+  removeContainerLayer(containerDir: string): void;
+}
