@@ -1,0 +1,168 @@
+import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Typed loader for Strata's N-API addon (`strata_native.c`): the Linux calls Node's fs lacks —
+ * mknod, l*xattr, mount/umount2, nanosecond utimes, overlay mounts through the new mount API,
+ * openat2(RESOLVE_IN_ROOT) and syncfs. All calls are synchronous and throw errors shaped like
+ * Node's fs errors (`code`, `errno` (negative), `syscall`, `path`).
+ *
+ * Typical uses: a whiteout is `mknod(p, constants.S_IFCHR, 0, 0)`; an opaque dir is
+ * `lsetxattr(dir, 'trusted.overlay.opaque', 'y')`; a container root is
+ * `mountOverlay([top, ..., bottom], upper, work, merged, 'index=off')`; a file inside a container
+ * root is opened with `openInRoot(root, 'etc/passwd', constants.O_RDONLY)`.
+ */
+export interface NativeError extends Error {
+  code: string;
+  /** Negative errno, as in Node's fs errors. */
+  errno: number;
+  syscall: string;
+  path?: string;
+}
+
+export type NativeConstantName =
+  | 'S_IFMT'
+  | 'S_IFREG'
+  | 'S_IFDIR'
+  | 'S_IFLNK'
+  | 'S_IFCHR'
+  | 'S_IFBLK'
+  | 'S_IFIFO'
+  | 'S_IFSOCK'
+  | 'MS_RDONLY'
+  | 'MS_NOSUID'
+  | 'MS_NODEV'
+  | 'MS_NOEXEC'
+  | 'MS_REMOUNT'
+  | 'MS_BIND'
+  | 'MS_MOVE'
+  | 'MS_REC'
+  | 'MS_PRIVATE'
+  | 'MS_SLAVE'
+  | 'MS_SHARED'
+  | 'MS_UNBINDABLE'
+  | 'MS_NOATIME'
+  | 'MS_RELATIME'
+  | 'MS_STRICTATIME'
+  | 'MNT_FORCE'
+  | 'MNT_DETACH'
+  | 'MNT_EXPIRE'
+  | 'UMOUNT_NOFOLLOW'
+  | 'XATTR_CREATE'
+  | 'XATTR_REPLACE'
+  | 'O_RDONLY'
+  | 'O_WRONLY'
+  | 'O_RDWR'
+  | 'O_CREAT'
+  | 'O_EXCL'
+  | 'O_TRUNC'
+  | 'O_APPEND'
+  | 'O_DIRECTORY'
+  | 'O_NOFOLLOW'
+  | 'O_CLOEXEC'
+  | 'O_PATH'
+  | 'O_NONBLOCK'
+  | 'RESOLVE_NO_XDEV'
+  | 'RESOLVE_NO_MAGICLINKS'
+  | 'RESOLVE_NO_SYMLINKS'
+  | 'RESOLVE_BENEATH'
+  | 'RESOLVE_IN_ROOT'
+  | 'RESOLVE_CACHED';
+
+export interface StrataNative {
+  /** mknod(2). `mode` includes the file type (`S_IFCHR`, `S_IFBLK`, `S_IFIFO`, ...). */
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  /** lsetxattr(2): never follows a final symlink. A string value is written as UTF-8. */
+  lsetxattr(path: string, name: string, value: Buffer | string, flags?: number): void;
+  /** lgetxattr(2): the raw value, or null when the attribute is absent (ENODATA). */
+  lgetxattr(path: string, name: string): Buffer | null;
+  llistxattr(path: string): string[];
+  lremovexattr(path: string, name: string): void;
+  mount(
+    source: string | null,
+    target: string,
+    fstype: string | null,
+    flags: number,
+    data: string | null,
+  ): void;
+  umount2(target: string, flags?: number): void;
+  /** utimensat(AT_SYMLINK_NOFOLLOW) with nanosecond times since the epoch (negative before 1970). */
+  lutimesNs(path: string, atimeNs: bigint, mtimeNs: bigint): void;
+  /**
+   * Mounts overlayfs on `target` with fsopen/fsconfig/fsmount/move_mount: one `lowerdir+` per entry
+   * of `lowerDirs` (top first), so any number of long paths works. `upperDir`/`workDir` null give a
+   * read-only overlay. `extraOptions` is comma-separated `key=value` or `flag` items, e.g.
+   * `index=off,redirect_dir=off,metacopy=off`. The kernel's own message is appended to errors.
+   */
+  mountOverlay(
+    lowerDirs: readonly string[],
+    upperDir: string | null,
+    workDir: string | null,
+    target: string,
+    extraOptions?: string,
+  ): void;
+  /**
+   * openat2(2) with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS (plus `resolve`): `relativePath` is
+   * resolved as if `root` were `/`, so `..`, absolute paths and symlinks can never leave it. `root`
+   * is a directory fd or a path. `''` opens the root itself. Returns a new fd (O_CLOEXEC) that the
+   * caller closes.
+   */
+  openInRoot(
+    root: number | string,
+    relativePath: string,
+    flags: number,
+    mode?: number,
+    resolve?: number,
+  ): number;
+  /** syncfs(2) on the file system that holds `path`. */
+  syncfs(path: string): void;
+  readonly constants: Readonly<Record<NativeConstantName, number>>;
+}
+
+/** The repository root: the nearest directory above this module holding a package.json. */
+function findRepositoryRoot(start: string): string {
+  let dir = start;
+  for (;;) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`strata_native: no package.json above ${start}`);
+    dir = parent;
+  }
+}
+
+function loadNative(): StrataNative {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const root = findRepositoryRoot(here);
+  const file = path.join(root, 'src', 'native', 'build', 'Release', 'strata_native.node');
+  if (!fs.existsSync(file)) {
+    throw new Error(`strata_native: ${file} is missing; build it with \`node-gyp rebuild -C src/native\``);
+  }
+  const require = createRequire(import.meta.url);
+  return require(file) as StrataNative;
+}
+
+const native = loadNative();
+
+export const mknod = native.mknod;
+export const lsetxattr = native.lsetxattr;
+export const lgetxattr = native.lgetxattr;
+export const llistxattr = native.llistxattr;
+export const lremovexattr = native.lremovexattr;
+export const mount = native.mount;
+export const umount2 = native.umount2;
+export const lutimesNs = native.lutimesNs;
+export const mountOverlay = native.mountOverlay;
+export const openInRoot = native.openInRoot;
+export const syncfs = native.syncfs;
+export const constants = native.constants;
+
+/** True when `err` is an addon (or fs) error with the given code. */
+export function isNativeError(err: unknown, code?: string): err is NativeError {
+  return (
+    err instanceof Error &&
+    typeof (err as Partial<NativeError>).code === 'string' &&
+    (code === undefined || (err as NativeError).code === code)
+  );
+}
