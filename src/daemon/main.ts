@@ -1,0 +1,197 @@
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Router } from '../api/router.js';
+import { registerContainerRoutes } from '../api/routes/containers.js';
+import { registerExecRoutes } from '../api/routes/exec.js';
+import { registerImageRoutes } from '../api/routes/images.js';
+import { registerSystemRoutes } from '../api/routes/system.js';
+import { createApiServer } from '../api/server.js';
+import { errorMessage } from '../common/errors.js';
+import { EventBus } from '../common/events.js';
+import { type LogLevel, logger, setLogLevel } from '../common/log.js';
+import { ContainerService } from '../containers/service.js';
+import { containersSchema } from '../containers/store.js';
+import { FileContentStore } from '../content/store.js';
+import { ImageService, imagesSchema } from '../images/service.js';
+import { detectCgroupLayout, repairHybridCgroups } from '../runtime/cgroups.js';
+import { OciRuntime } from '../runtime/oci.js';
+import { OverlaySnapshotter, snapshotsSchema } from '../snapshots/store.js';
+import { openStore } from '../store/db.js';
+
+const log = logger('daemon');
+
+export const DEFAULT_ROOT = '/var/lib/strata';
+export const DEFAULT_SOCKET = '/run/strata/strata.sock';
+
+const USAGE = `Usage: strata daemon [--root DIR] [--socket PATH] [--default-runtime crun|runc] [--log-level LEVEL]
+
+Runs the Strata engine in the foreground, serving the Docker Engine API on a unix socket.
+  --root DIR             state directory (default ${DEFAULT_ROOT})
+  --socket PATH          API socket (default ${DEFAULT_SOCKET}), mode 0660, group "strata" when it exists
+  --default-runtime NAME OCI runtime for containers that do not name one (default crun)
+  --log-level LEVEL      debug, info, warn or error (default info)`;
+
+function which(binary: string): string | null {
+  for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
+    const p = path.join(dir, binary);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      // next
+    }
+  }
+  return null;
+}
+
+/** Refuses to start over a live daemon; removes a stale socket file left by a crash. */
+async function claimSocket(socketPath: string): Promise<void> {
+  if (!fs.existsSync(socketPath)) return;
+  const alive = await new Promise<boolean>((resolve) => {
+    const s = net.connect(socketPath);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+  if (alive) throw new Error(`another daemon is already serving ${socketPath}`);
+  fs.rmSync(socketPath, { force: true });
+}
+
+function strataGroupId(): number | null {
+  try {
+    const line = fs
+      .readFileSync('/etc/group', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('strata:'));
+    return line ? Number(line.split(':')[2]) : null;
+  } catch {
+    return null;
+  }
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv.slice(1),
+    options: {
+      root: { type: 'string', default: DEFAULT_ROOT },
+      socket: { type: 'string', default: DEFAULT_SOCKET },
+      'default-runtime': { type: 'string', default: 'crun' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (values['log-level']) setLogLevel(values['log-level'] as LogLevel);
+  const root = path.resolve(values.root);
+  const socketPath = path.resolve(values.socket);
+  fs.mkdirSync(root, { recursive: true, mode: 0o711 });
+  fs.mkdirSync(path.dirname(socketPath), { recursive: true });
+  await claimSocket(socketPath);
+
+  // Runtimes: crun by default; on a hybrid cgroup host crun needs the v2 mount emptied first.
+  const runtimes = new Map<string, OciRuntime>();
+  for (const name of ['crun', 'runc'] as const) {
+    const binary = which(name);
+    if (binary) runtimes.set(name, new OciRuntime(name, binary, path.join(root, 'runtime', name)));
+  }
+  let defaultRuntime = values['default-runtime'];
+  let layout = detectCgroupLayout();
+  if (layout === 'hybrid') {
+    if (repairHybridCgroups(log)) layout = detectCgroupLayout();
+    if (layout === 'hybrid' && defaultRuntime === 'crun') {
+      log.warn('cgroup layout is hybrid and could not be repaired; crun refuses it, falling back to runc');
+      runtimes.delete('crun');
+      defaultRuntime = 'runc';
+    }
+  }
+  if (!runtimes.has(defaultRuntime)) {
+    throw new Error(
+      `OCI runtime ${defaultRuntime} not found on PATH (install the ${defaultRuntime} package)`,
+    );
+  }
+  log.info(
+    `using OCI runtime ${defaultRuntime} (cgroup layout ${layout}); available: ${[...runtimes.keys()].join(', ')}`,
+  );
+
+  const db = openStore(root, [snapshotsSchema, ...imagesSchema, containersSchema]);
+  const events = new EventBus();
+  const content = new FileContentStore(root);
+  const snapshotter = new OverlaySnapshotter(db, path.join(root, 'snapshots'));
+  const images = new ImageService({ db, root, content, snapshotter, events });
+  const containers = new ContainerService({
+    db,
+    root,
+    images,
+    snapshotter,
+    events,
+    runtimes,
+    defaultRuntime,
+  });
+  images.setImageUsers((imageId) =>
+    containers
+      .all()
+      .filter((c) => c.imageId === imageId)
+      .map((c) => ({ id: c.id, running: containers.isRunning(c) })),
+  );
+  containers.watchExits();
+  await containers.recover();
+
+  const router = new Router();
+  registerSystemRoutes(router, {
+    containers,
+    events,
+    root,
+    defaultRuntime,
+    runtimes: [...runtimes.keys()],
+    imageCount: () => images.list({ all: false, filters: new Map() }).length,
+    cgroupVersion: layout === 'v2' ? '2' : '1',
+    startedAt: Date.now(),
+  });
+  registerExecRoutes(router, { containers });
+  registerContainerRoutes(router, {
+    containers,
+    resolveImageId: (ref) => {
+      try {
+        return images.resolve(ref).id;
+      } catch {
+        return null;
+      }
+    },
+  });
+  registerImageRoutes(router, { images, events });
+
+  const server = createApiServer(router);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => resolve());
+  });
+  fs.chmodSync(socketPath, 0o660);
+  const gid = strataGroupId();
+  if (gid !== null) fs.chownSync(socketPath, 0, gid);
+  log.info(`API listening on ${socketPath}`, { root });
+
+  const shutdown = (signal: string) => {
+    log.info(`received ${signal}; stopping (containers keep running)`);
+    containers.stopWatching();
+    server.close();
+    for (const s of [socketPath]) fs.rmSync(s, { force: true });
+    db.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('uncaughtException', (err) => {
+    log.error('uncaught exception', { error: errorMessage(err), stack: err.stack ?? '' });
+  });
+  process.on('unhandledRejection', (err) => {
+    log.error('unhandled rejection', { error: errorMessage(err) });
+  });
+}
