@@ -868,6 +868,44 @@ export class ContainerService implements ExecHost {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // file system access (docker cp, export)
+
+  private readonly tempMounts = new Map<string, number>();
+
+  /**
+   * Gives `fn` the container's merged root file system, mounting it for the duration when the
+   * container is not running (docker cp works on created and stopped containers too). The mount is
+   * released when the promise returned by `fn` settles.
+   */
+  async withRootfs<T>(ref: string, fn: (rootfs: string, record: ContainerRecord) => Promise<T>): Promise<T> {
+    const record = this.get(ref);
+    const dir = this.containerDir(record.id);
+    const rootfs = path.join(dir, 'rootfs');
+    const mountedByUs = !this.opts.snapshotter.isContainerMounted(dir);
+    if (mountedByUs) this.opts.snapshotter.mountContainer(dir, record.chainId);
+    this.tempMounts.set(record.id, (this.tempMounts.get(record.id) ?? 0) + 1);
+    try {
+      return await fn(rootfs, record);
+    } finally {
+      const left = (this.tempMounts.get(record.id) ?? 1) - 1;
+      if (left <= 0) this.tempMounts.delete(record.id);
+      else this.tempMounts.set(record.id, left);
+      if (
+        left <= 0 &&
+        !this.isRunning(record) &&
+        !this.starting.has(record.id) &&
+        this.records.has(record.id)
+      ) {
+        try {
+          this.opts.snapshotter.unmountContainer(dir);
+        } catch (err) {
+          log.warn('unmount after file access failed', { id: record.id, error: errorMessage(err) });
+        }
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // sizes and layers
 
   lowerDirsOf(record: ContainerRecord): string[] {

@@ -3,6 +3,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Router } from '../api/router.js';
+import { registerArchiveRoutes } from '../api/routes/archive.js';
 import { registerContainerRoutes } from '../api/routes/containers.js';
 import { registerExecRoutes } from '../api/routes/exec.js';
 import { registerImageRoutes } from '../api/routes/images.js';
@@ -156,6 +157,7 @@ export async function main(argv: string[]): Promise<void> {
     startedAt: Date.now(),
   });
   registerExecRoutes(router, { containers });
+  registerArchiveRoutes(router, { containers });
   registerContainerRoutes(router, {
     containers,
     resolveImageId: (ref) => {

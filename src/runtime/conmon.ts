@@ -198,7 +198,7 @@ export interface ExecHandle {
  */
 export async function conmonExec(opts: ExecOptions): Promise<ExecHandle> {
   fs.mkdirSync(`${opts.sessionDir}/exit`, { recursive: true });
-  fs.mkdirSync(`${opts.sessionDir}/persist`, { recursive: true });
+  fs.mkdirSync(`${opts.sessionDir}/persist/${opts.containerId}`, { recursive: true });
   const args = [
     '--api-version',
     '1',
