@@ -1,0 +1,109 @@
+import type { Readable, Writable } from 'node:stream';
+
+/**
+ * The registry's storage driver: the few primitives every store of the hub is written on, as in
+ * docker/distribution. Paths are logical, `/`-separated and absolute (`/docker/registry/v2/blobs/…`);
+ * the driver maps them onto its medium. Callers only build paths from validated names, tags and digests.
+ *
+ * How the stores use it:
+ * - an upload session creates `_uploads/<id>/data` with `writer(path, false)` and each PATCH appends to it
+ *   with `writer(path, true)`; `stat` gives the offset a client resumes from;
+ * - finishing an upload `move`s the verified data to `blobs/<alg>/<xx>/<hex>/data` — the one atomic step
+ *   that makes a blob visible — and `putContent` writes the repository's link to it;
+ * - pulls `stat` the blob and stream it with `reader(path, offset, length)` (ranges are cheap);
+ * - manifests, tags and links are small files read with `getContent` and replaced with `putContent`;
+ * - listing tags, repositories and referrers is `list`; deleting is `delete` (recursive);
+ * - garbage collection `list`s and `stat`s everything, then `delete`s what nothing references.
+ * A new backend (S3, …) implements these and nothing else.
+ */
+export interface StorageDriver {
+  /** Reads a whole small file (links, manifests). Throws PathNotFoundError. */
+  getContent(path: string): Promise<Buffer>;
+  /** Replaces a whole file atomically: readers see the old content or the new, never a mix. */
+  putContent(path: string, content: Buffer | string): Promise<void>;
+  /** Streams a file from `offset`, `length` bytes or to its end. Throws PathNotFoundError. */
+  reader(path: string, offset?: number, length?: number): Promise<Readable>;
+  /** A writer that creates (append=false truncates) or appends to a file. */
+  writer(path: string, append: boolean): Promise<FileWriter>;
+  /** Size, modification time and kind of a file or directory. Throws PathNotFoundError. */
+  stat(path: string): Promise<FileInfo>;
+  /** Names of the direct children of a directory (not full paths), unsorted. Throws PathNotFoundError. */
+  list(path: string): Promise<string[]>;
+  /** Moves a file atomically, replacing the destination; creates parent directories. */
+  move(sourcePath: string, destPath: string): Promise<void>;
+  /** Deletes a file or a directory tree. Throws PathNotFoundError when nothing is there. */
+  delete(path: string): Promise<void>;
+}
+
+export interface FileInfo {
+  path: string;
+  size: number;
+  modTime: Date;
+  isDir: boolean;
+}
+
+/**
+ * A stream of bytes into one file. After the stream has finished, `commit` makes the written bytes
+ * durable (fsync) and releases the file; `close` releases it keeping what was written (an interrupted
+ * chunk of a resumable upload); `cancel` releases and removes it.
+ */
+export interface FileWriter {
+  readonly stream: Writable;
+  /** Bytes in the file: what was there when opened for append plus what was written since. */
+  size(): number;
+  commit(): Promise<void>;
+  close(): Promise<void>;
+  cancel(): Promise<void>;
+}
+
+export class PathNotFoundError extends Error {
+  readonly path: string;
+  constructor(path: string) {
+    super(`path not found: ${path}`);
+    this.name = 'PathNotFoundError';
+    this.path = path;
+  }
+}
+
+export function isPathNotFound(err: unknown): err is PathNotFoundError {
+  return err instanceof PathNotFoundError;
+}
+
+/** `getContent` that answers null instead of throwing when the file is absent. */
+export async function getContentOrNull(driver: StorageDriver, path: string): Promise<Buffer | null> {
+  try {
+    return await driver.getContent(path);
+  } catch (err) {
+    if (isPathNotFound(err)) return null;
+    throw err;
+  }
+}
+
+export async function statOrNull(driver: StorageDriver, path: string): Promise<FileInfo | null> {
+  try {
+    return await driver.stat(path);
+  } catch (err) {
+    if (isPathNotFound(err)) return null;
+    throw err;
+  }
+}
+
+export async function listOrEmpty(driver: StorageDriver, path: string): Promise<string[]> {
+  try {
+    return await driver.list(path);
+  } catch (err) {
+    if (isPathNotFound(err)) return [];
+    throw err;
+  }
+}
+
+/** `delete` that ignores a path that is already gone. */
+export async function deleteIfExists(driver: StorageDriver, path: string): Promise<boolean> {
+  try {
+    await driver.delete(path);
+    return true;
+  } catch (err) {
+    if (isPathNotFound(err)) return false;
+    throw err;
+  }
+}
