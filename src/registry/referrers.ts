@@ -36,7 +36,8 @@ export class ReferrersStore {
         if (!isDigest(digest)) continue;
         const descriptor = await this.describe(name, digest);
         if (descriptor === null) continue;
-        if (artifactType !== undefined && descriptor.artifactType !== artifactType) continue;
+        // An empty filter selects referrers without an artifactType.
+        if (artifactType !== undefined && (descriptor.artifactType ?? '') !== artifactType) continue;
         out.push(descriptor);
       }
     }

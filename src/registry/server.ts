@@ -9,7 +9,7 @@ import { CATALOG, type ResourceAccess } from './auth/scope.js';
 import { RegistryError } from './errors.js';
 import { deleteBlob, getBlob } from './http/blobs.js';
 import type { RequestContext, Route } from './http/context.js';
-import { sendJson } from './http/context.js';
+import { hasBody, sendJson } from './http/context.js';
 import { base, listCatalog, listReferrers, listTags } from './http/discovery.js';
 import { deleteManifest, getManifest, putManifest } from './http/manifests.js';
 import { serveToken } from './http/token.js';
@@ -148,7 +148,7 @@ function sendError(req: http.IncomingMessage, res: http.ServerResponse, err: unk
   }
   const headers: Record<string, string> = { ...error.headers };
   // A body we did not read would otherwise be drained to keep the connection; close it instead.
-  if (!req.complete) headers.Connection = 'close';
+  if (hasBody(req) && !req.complete) headers.Connection = 'close';
   sendJson(res, error.status, { errors: error.entries() }, headers);
 }
 
