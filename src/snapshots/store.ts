@@ -1,0 +1,284 @@
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import { type Digest, sha256 } from '../common/digest.js';
+import { Conflict, InvalidArgument, isErrnoCode, NotFound } from '../common/errors.js';
+import { ensureDir, fsyncDirSync } from '../common/fsutil.js';
+import { logger } from '../common/log.js';
+import { syncfs } from '../native/index.js';
+import { type Db, migrate, type PartSchema } from '../store/db.js';
+import { listChanges } from './changes.js';
+import { extractLayer } from './extract.js';
+import { isMountPoint, mountContainerOverlay, unmountAll } from './overlay.js';
+import { type PackOptions, packLayer } from './pack.js';
+import type { ContainerChange, LayerInfo, Snapshotter } from './snapshotter.js';
+
+const log = logger('snapshots');
+
+/**
+ * One row per committed layer. `id` names the directory (`<rootDir>/<id>/fs`): short integers keep
+ * overlay's lowerdir paths short. AUTOINCREMENT so an id is never reused after a removal.
+ */
+export const snapshotsSchema: PartSchema = {
+  part: 'snapshots',
+  migrations: [
+    `CREATE TABLE snapshot_layers (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      chain_id TEXT NOT NULL UNIQUE,
+      diff_id TEXT NOT NULL,
+      parent_chain_id TEXT REFERENCES snapshot_layers (chain_id),
+      size INTEGER NOT NULL,
+      created_at INTEGER NOT NULL
+    );
+    CREATE INDEX snapshot_layers_parent ON snapshot_layers (parent_chain_id);`,
+  ],
+};
+
+interface LayerRow {
+  id: number;
+  chain_id: Digest;
+  diff_id: Digest;
+  parent_chain_id: Digest | null;
+  size: number;
+  created_at: number;
+}
+
+export interface OverlaySnapshotterOptions {
+  /**
+   * syncfs() a freshly unpacked layer before recording it, so a crash never leaves a recorded layer
+   * with lost file contents. Default true; tests on tmpfs may turn it off.
+   */
+  syncLayers?: boolean;
+}
+
+/** The container-side directories, all under the container's own directory. */
+function containerPaths(containerDir: string): { upper: string; work: string; rootfs: string } {
+  return {
+    upper: path.join(containerDir, 'upper'),
+    work: path.join(containerDir, 'work'),
+    rootfs: path.join(containerDir, 'rootfs'),
+  };
+}
+
+/** Hashes a stream to its end (for a layer we already have). */
+async function hashStream(stream: Readable): Promise<Digest> {
+  const hash = createHash('sha256');
+  for await (const chunk of stream) hash.update(chunk as Buffer);
+  return `sha256:${hash.digest('hex')}`;
+}
+
+/**
+ * `Snapshotter` on overlayfs. Layout under `rootDir` (e.g. /var/lib/strata/snapshots):
+ * `<n>/fs` committed layers, `tmp/` layers being unpacked (never visible), `empty/` the lower dir
+ * of containers whose image has no layers (FROM scratch). Directories that no row references
+ * (a crash between unpack and commit) are removed when the snapshotter starts.
+ */
+export class OverlaySnapshotter implements Snapshotter {
+  private readonly tmpDir: string;
+  private readonly emptyDir: string;
+  private readonly syncLayers: boolean;
+  private readonly statements;
+
+  constructor(
+    private readonly db: Db,
+    readonly rootDir: string,
+    options: OverlaySnapshotterOptions = {},
+  ) {
+    this.rootDir = path.resolve(rootDir);
+    this.syncLayers = options.syncLayers ?? true;
+    migrate(db, [snapshotsSchema]);
+    ensureDir(this.rootDir, 0o700);
+    this.tmpDir = ensureDir(path.join(this.rootDir, 'tmp'), 0o700);
+    this.emptyDir = ensureDir(path.join(this.rootDir, 'empty'), 0o755);
+    this.statements = {
+      byChain: db.prepare<[string], LayerRow>('SELECT * FROM snapshot_layers WHERE chain_id = ?'),
+      all: db.prepare<[], LayerRow>('SELECT * FROM snapshot_layers ORDER BY id'),
+      ids: db.prepare<[], number>('SELECT id FROM snapshot_layers').pluck(),
+      children: db
+        .prepare<[string], number>('SELECT count(*) FROM snapshot_layers WHERE parent_chain_id = ?')
+        .pluck(),
+      insert: db.prepare<[string, string, string | null, number, number]>(
+        'INSERT INTO snapshot_layers (chain_id, diff_id, parent_chain_id, size, created_at) VALUES (?, ?, ?, ?, ?)',
+      ),
+      remove: db.prepare<[string]>('DELETE FROM snapshot_layers WHERE chain_id = ?'),
+    };
+    this.removeGarbage();
+  }
+
+  getLayer(chainId: Digest): LayerInfo | null {
+    const row = this.statements.byChain.get(chainId);
+    return row ? this.toInfo(row) : null;
+  }
+
+  hasLayer(chainId: Digest): boolean {
+    return this.statements.byChain.get(chainId) !== undefined;
+  }
+
+  /** Every committed layer, oldest first (for garbage collection and `system df`). */
+  listLayers(): LayerInfo[] {
+    return this.statements.all.all().map((row) => this.toInfo(row));
+  }
+
+  async unpackLayer(
+    parentChainId: Digest | null,
+    layerTar: Readable,
+    expectedDiffId?: Digest,
+  ): Promise<LayerInfo> {
+    if (parentChainId !== null && !this.hasLayer(parentChainId)) {
+      layerTar.destroy();
+      throw new NotFound(`parent layer ${parentChainId} not found`);
+    }
+    if (expectedDiffId !== undefined) {
+      const existing = this.getLayer(this.chainIdOf(parentChainId, expectedDiffId));
+      if (existing) {
+        const diffId = await hashStream(layerTar);
+        if (diffId !== expectedDiffId) throw this.mismatch(expectedDiffId, diffId);
+        return existing;
+      }
+    }
+
+    const staging = fs.mkdtempSync(path.join(this.tmpDir, 'layer-'));
+    try {
+      const fsDir = path.join(staging, 'fs');
+      fs.mkdirSync(fsDir, 0o755);
+      const { diffId, size } = await extractLayer(layerTar, fsDir);
+      if (expectedDiffId !== undefined && diffId !== expectedDiffId)
+        throw this.mismatch(expectedDiffId, diffId);
+      if (this.syncLayers) syncfs(fsDir);
+      return this.commit(staging, this.chainIdOf(parentChainId, diffId), diffId, parentChainId, size);
+    } finally {
+      // After a commit the staging dir has been renamed away; otherwise it is dropped here.
+      fs.rmSync(staging, { recursive: true, force: true });
+    }
+  }
+
+  lowerDirs(chainId: Digest): string[] {
+    const dirs: string[] = [];
+    let next: Digest | null = chainId;
+    while (next !== null) {
+      const row = this.statements.byChain.get(next);
+      if (!row) throw new NotFound(`layer ${next} not found`);
+      dirs.push(this.layerDir(row.id));
+      next = row.parent_chain_id;
+    }
+    return dirs;
+  }
+
+  removeLayer(chainId: Digest): void {
+    const row = this.statements.byChain.get(chainId);
+    if (!row) throw new NotFound(`layer ${chainId} not found`);
+    if (this.statements.children.get(chainId)! > 0) {
+      throw new Conflict(`layer ${chainId} is the parent of another layer`);
+    }
+    // Row first: a crash before the rm leaves an unreferenced directory, removed at the next start.
+    this.statements.remove.run(chainId);
+    fs.rmSync(path.join(this.rootDir, String(row.id)), { recursive: true, force: true });
+  }
+
+  prepareContainerLayer(containerDir: string): void {
+    const { upper, work, rootfs } = containerPaths(containerDir);
+    ensureDir(upper, 0o755);
+    ensureDir(work, 0o700);
+    ensureDir(rootfs, 0o755);
+  }
+
+  mountContainer(containerDir: string, chainId: Digest | null): string {
+    const { upper, work, rootfs } = containerPaths(containerDir);
+    if (isMountPoint(rootfs)) return rootfs;
+    const lowers = chainId === null ? [this.emptyDir] : this.lowerDirs(chainId);
+    this.prepareContainerLayer(containerDir);
+    mountContainerOverlay(lowers, upper, work, rootfs);
+    return rootfs;
+  }
+
+  unmountContainer(containerDir: string): void {
+    unmountAll(containerPaths(containerDir).rootfs);
+  }
+
+  isContainerMounted(containerDir: string): boolean {
+    return isMountPoint(containerPaths(containerDir).rootfs);
+  }
+
+  containerChanges(containerDir: string, chainId: Digest | null): ContainerChange[] {
+    const lowers = chainId === null ? [] : this.lowerDirs(chainId);
+    return listChanges(containerPaths(containerDir).upper, lowers);
+  }
+
+  packContainerDiff(containerDir: string, options: PackOptions = {}): Readable {
+    return packLayer(containerPaths(containerDir).upper, options);
+  }
+
+  removeContainerLayer(containerDir: string): void {
+    const { upper, work, rootfs } = containerPaths(containerDir);
+    unmountAll(rootfs);
+    for (const dir of [upper, work, rootfs]) fs.rmSync(dir, { recursive: true, force: true });
+  }
+
+  private chainIdOf(parentChainId: Digest | null, diffId: Digest): Digest {
+    return parentChainId === null ? diffId : sha256(`${parentChainId} ${diffId}`);
+  }
+
+  private mismatch(expected: Digest, actual: Digest): InvalidArgument {
+    return new InvalidArgument(
+      `layer content does not match its diff id: expected ${expected}, got ${actual}`,
+    );
+  }
+
+  private layerDir(id: number): string {
+    return path.join(this.rootDir, String(id), 'fs');
+  }
+
+  private toInfo(row: LayerRow): LayerInfo {
+    return {
+      chainId: row.chain_id,
+      diffId: row.diff_id,
+      parentChainId: row.parent_chain_id,
+      dir: this.layerDir(row.id),
+      size: row.size,
+      createdAt: row.created_at,
+    };
+  }
+
+  /** Moves a staged layer into place and records it, or returns the layer that won a race. */
+  private commit(
+    staging: string,
+    chainId: Digest,
+    diffId: Digest,
+    parentChainId: Digest | null,
+    size: number,
+  ): LayerInfo {
+    return this.db.transaction((): LayerInfo => {
+      const existing = this.statements.byChain.get(chainId);
+      if (existing) return this.toInfo(existing);
+      const id = Number(
+        this.statements.insert.run(chainId, diffId, parentChainId, size, Date.now()).lastInsertRowid,
+      );
+      const target = path.join(this.rootDir, String(id));
+      try {
+        fs.renameSync(staging, target);
+      } catch (err) {
+        if (!isErrnoCode(err, 'ENOTEMPTY') && !isErrnoCode(err, 'EEXIST')) throw err;
+        // Left by a crash after a rename whose transaction never committed: unreferenced garbage.
+        fs.rmSync(target, { recursive: true, force: true });
+        fs.renameSync(staging, target);
+      }
+      fsyncDirSync(this.rootDir);
+      return this.toInfo(this.statements.byChain.get(chainId)!);
+    })();
+  }
+
+  /** Drops staging dirs and layer dirs without a row (a crash between the two steps). */
+  private removeGarbage(): void {
+    for (const name of fs.readdirSync(this.tmpDir)) {
+      fs.rmSync(path.join(this.tmpDir, name), { recursive: true, force: true });
+    }
+    const known = new Set(this.statements.ids.all().map(String));
+    for (const name of fs.readdirSync(this.rootDir)) {
+      if (/^\d+$/.test(name) && !known.has(name)) {
+        log.info('removing unreferenced layer directory', { dir: path.join(this.rootDir, name) });
+        fs.rmSync(path.join(this.rootDir, name), { recursive: true, force: true });
+      }
+    }
+  }
+}
