@@ -138,14 +138,19 @@ export function request(
   pathAndQuery: string,
   opts: RequestOptions = {},
 ): Promise<Response> {
-  const url = new URL(pathAndQuery, baseUrl);
+  // The path is sent as given (no `..` folding), so tests can send what a hostile client would.
+  const base = new URL(baseUrl);
+  const absolute = /^https?:\/\//.test(pathAndQuery) ? new URL(pathAndQuery) : null;
+  const url = absolute ?? base;
+  const rawPath = absolute === null ? pathAndQuery : absolute.pathname + absolute.search;
   const body = opts.body === undefined ? undefined : Buffer.from(opts.body);
   const headers: Record<string, string | number> = { ...opts.headers };
   if (body !== undefined && !opts.chunked && headers['Content-Length'] === undefined)
     headers['Content-Length'] = body.length;
   const mod = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
-    const req = mod.request(url, { method, headers, agent: false, ca: opts.ca }, (res) => {
+    const target = { protocol: url.protocol, hostname: url.hostname, port: url.port, path: rawPath };
+    const req = mod.request({ ...target, method, headers, agent: false, ca: opts.ca }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);
@@ -162,7 +167,13 @@ export function request(
       });
     });
     req.on('error', reject);
-    req.end(body);
+    if (opts.chunked && body !== undefined) {
+      // A write before end() makes Node send chunked encoding; end(body) alone would add a Content-Length.
+      req.write(body);
+      req.end();
+    } else {
+      req.end(body);
+    }
   });
 }
 
