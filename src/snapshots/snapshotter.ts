@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Digest } from '../common/digest.js';
+import type { PackOptions } from './pack.js';
 
 /**
  * Layers on disk, and the container file systems stacked on them.
@@ -44,10 +45,16 @@ export interface ContainerChange {
 
 export interface Snapshotter {
   getLayer(chainId: Digest): LayerInfo | null;
+  hasLayer(chainId: Digest): boolean;
+  /** Every committed layer, oldest first (garbage collection, `system df`). */
+  listLayers(): LayerInfo[];
   /**
    * Unpacks an uncompressed layer tar on top of `parentChainId` (null for a base layer). When
    * `expectedDiffId` is given and the stream hashes to something else, nothing is kept and an error is
    * thrown. Idempotent: an existing chain is reused (the stream is still drained and verified).
+   * A tar that tries to escape (`..`, writing through its own symlinks, hard links out of the layer) is
+   * refused with InvalidArgument (`invalid layer tar: …`) and leaves nothing behind. An unknown parent
+   * is NotFound.
    */
   unpackLayer(parentChainId: Digest | null, layerTar: Readable, expectedDiffId?: Digest): Promise<LayerInfo>;
   /** The layer directories of a chain, top first (overlay lowerdir order). */
@@ -55,13 +62,23 @@ export interface Snapshotter {
   /** Deletes a layer's directory and record; refuses (Conflict) while another layer uses it as parent. */
   removeLayer(chainId: Digest): void;
 
+  /** Creates `dir/upper`, `dir/work`, `dir/rootfs` (idempotent). */
   prepareContainerLayer(containerDir: string): void;
+  /**
+   * Mounts the container's root on `dir/rootfs` and returns that path; a no-op when already mounted.
+   * `chainId` null (FROM scratch) mounts the upper dir over an empty lower dir.
+   */
   mountContainer(containerDir: string, chainId: Digest | null): string;
+  /** Unmounts `dir/rootfs` (lazily if busy); not mounted is not an error. */
   unmountContainer(containerDir: string): void;
   isContainerMounted(containerDir: string): boolean;
+  /** `docker diff`, in walk order: parents before children, names sorted; works mounted or not. */
   containerChanges(containerDir: string, chainId: Digest | null): ContainerChange[];
-  /** The container's own changes as an uncompressed layer tar (deterministic: sorted entries). */
-  packContainerDiff(containerDir: string): Readable;
+  /**
+   * The container's own changes as an uncompressed layer tar (deterministic: sorted entries, whole-second
+   * mtimes; `options.clampMtime` caps them for reproducible builds). Pack while unmounted or paused.
+   */
+  packContainerDiff(containerDir: string, options?: PackOptions): Readable;
   /** Removes upper/work/rootfs (unmounting first if needed). */
   removeContainerLayer(containerDir: string): void;
 }
