@@ -1,0 +1,233 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import {
+  Client,
+  errorCode,
+  request,
+  sha256,
+  sleep,
+  spawnRegistry,
+  startRegistry,
+  type TestRegistry,
+  tempDir,
+} from './helpers.js';
+
+/**
+ * Upload sessions: an interrupted chunk resumes from what arrived, a restarted registry finishes a
+ * session it did not start, unfinished data is never served, and big blobs stream through a small,
+ * bounded amount of memory.
+ */
+const REPO = 'uploads/test';
+
+/** Deterministic pseudo-random bytes, so big blobs need not be held to know their digest. */
+function pattern(offset: number, length: number): Buffer {
+  const out = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) {
+    const n = offset + i;
+    out[i] = (n * 2654435761 + (n >>> 13)) & 0xff;
+  }
+  return out;
+}
+
+/** Sends PATCH headers announcing `declared` bytes but only `sent` of them, then drops the connection. */
+async function interruptedPatch(
+  url: string,
+  location: string,
+  data: Buffer,
+  declared: number,
+): Promise<void> {
+  const { hostname, port } = new URL(url);
+  const socket = net.connect(Number(port), hostname);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  socket.write(
+    `PATCH ${location} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nContent-Type: application/octet-stream\r\n` +
+      `Content-Length: ${declared}\r\n\r\n`,
+  );
+  await new Promise<void>((resolve) => socket.write(data, () => resolve()));
+  await sleep(200);
+  socket.destroy();
+}
+
+async function uploadedSize(client: Client, location: string): Promise<number> {
+  // The server notices the drop asynchronously; the session settles within a few polls.
+  let last = -1;
+  for (let i = 0; i < 50; i++) {
+    const res = await client.req('GET', location);
+    assert.equal(res.status, 204);
+    const range = String(res.headers.range);
+    const size = Number(range.split('-')[1]) + 1;
+    if (size === last) return range === '0-0' ? 0 : size;
+    last = size;
+    await sleep(50);
+  }
+  return last;
+}
+
+describe('resumable uploads', () => {
+  let reg: TestRegistry;
+  let client: Client;
+  before(async () => {
+    reg = await startRegistry();
+    client = new Client(reg.url);
+  });
+  after(async () => {
+    await reg.close();
+  });
+
+  test('an interrupted chunk keeps what arrived and the upload resumes from there', async () => {
+    const blob = pattern(0, 256 * 1024);
+    const post = await client.req('POST', `/v2/${REPO}/blobs/uploads/`);
+    const location = String(post.headers.location);
+    await interruptedPatch(reg.url, location, blob.subarray(0, 100 * 1024), blob.length);
+    const offset = await uploadedSize(client, location);
+    assert.ok(offset > 0 && offset <= 100 * 1024, `resumable offset ${offset}`);
+    assert.equal(
+      (await client.req('HEAD', `/v2/${REPO}/blobs/${sha256(blob)}`)).status,
+      404,
+      'nothing visible yet',
+    );
+    const stale = await client.req('PATCH', location, {
+      body: blob.subarray(0, 10),
+      headers: { 'Content-Range': '0-9' },
+    });
+    assert.equal(stale.status, 416, 'a chunk from the start is out of order now');
+    assert.equal(stale.headers.range, `0-${offset - 1}`);
+    const rest = await client.req('PATCH', location, {
+      body: blob.subarray(offset),
+      headers: { 'Content-Range': `${offset}-${blob.length - 1}` },
+    });
+    assert.equal(rest.status, 202, rest.text);
+    const put = await client.req('PUT', `${location}?digest=${sha256(blob)}`);
+    assert.equal(put.status, 201, put.text);
+    const get = await client.req('GET', `/v2/${REPO}/blobs/${sha256(blob)}`);
+    assert.deepEqual(get.body, blob);
+  });
+
+  test('a session survives a registry restart (the digest is recomputed from the stored bytes)', async () => {
+    const blob = pattern(7, 50_000);
+    const root = tempDir('restart');
+    const first = await startRegistry({}, root);
+    const c1 = new Client(first.url);
+    const post = await c1.req('POST', `/v2/${REPO}/blobs/uploads/`);
+    const location = String(post.headers.location);
+    assert.equal(
+      (
+        await c1.req('PATCH', location, {
+          body: blob.subarray(0, 20_000),
+          headers: { 'Content-Range': '0-19999' },
+        })
+      ).status,
+      202,
+    );
+    await first.close();
+    const second = await startRegistry({}, root);
+    try {
+      const c2 = new Client(second.url);
+      const status = await c2.req('GET', location);
+      assert.equal(status.headers.range, '0-19999');
+      assert.equal((await c2.req('PATCH', location, { body: blob.subarray(20_000) })).status, 202);
+      const bad = await c2.req('PUT', `${location}?digest=${sha256('wrong')}`);
+      assert.equal(errorCode(bad), 'DIGEST_INVALID');
+      assert.equal((await c2.req('GET', location)).status, 404, 'a failed verification ends the session');
+      // A fresh session through the restarted server, finished with a sha512 digest this time.
+      const again = await c2.req('POST', `/v2/${REPO}/blobs/uploads/`);
+      const loc2 = String(again.headers.location);
+      assert.equal((await c2.req('PATCH', loc2, { body: blob })).status, 202);
+      const sha512 = `sha512:${createHash('sha512').update(blob).digest('hex')}`;
+      assert.equal((await c2.req('PUT', `${loc2}?digest=${sha512}`)).status, 201);
+      assert.deepEqual((await c2.req('GET', `/v2/${REPO}/blobs/${sha512}`)).body, blob);
+    } finally {
+      await second.close();
+    }
+  });
+
+  test('two sessions uploading the same blob at once both succeed', async () => {
+    const blob = pattern(3, 300_000);
+    const push = async (): Promise<number> => {
+      const post = await client.req('POST', `/v2/${REPO}/blobs/uploads/`);
+      const res = await client.req('PUT', `${post.headers.location}?digest=${sha256(blob)}`, { body: blob });
+      return res.status;
+    };
+    assert.deepEqual(await Promise.all([push(), push(), push()]), [201, 201, 201]);
+    assert.deepEqual((await client.req('GET', `/v2/${REPO}/blobs/${sha256(blob)}`)).body, blob);
+  });
+
+  test('a cancelled session leaves nothing behind', async () => {
+    const post = await client.req('POST', `/v2/${REPO}/blobs/uploads/`);
+    const location = String(post.headers.location);
+    await client.req('PATCH', location, { body: 'partial' });
+    assert.equal((await client.req('DELETE', location)).status, 204);
+    assert.equal((await client.req('DELETE', location)).status, 404);
+    const id = location.split('/').pop() as string;
+    assert.ok(!fs.existsSync(`${reg.root}/docker/registry/v2/repositories/${REPO}/_uploads/${id}`));
+  });
+});
+
+describe('streaming', () => {
+  test('a 256 MiB blob goes up and down without the registry holding it in memory', async () => {
+    const server = await spawnRegistry(['--root', tempDir('stream')]);
+    try {
+      const size = 256 * 1024 * 1024;
+      const chunk = 1024 * 1024;
+      const hash = createHash('sha256');
+      const post = await request(server.url, 'POST', `/v2/${REPO}/blobs/uploads/`);
+      const location = String(post.headers.location);
+      const { port } = new URL(server.url);
+      // Stream the body from a generator: the test does not hold it either.
+      const patchStatus = await new Promise<number>((resolve, reject) => {
+        const req = http.request(
+          { host: '127.0.0.1', port, method: 'PATCH', path: location, headers: { 'Content-Length': size } },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', reject);
+        let offset = 0;
+        const block = pattern(0, chunk);
+        const pump = (): void => {
+          while (offset < size) {
+            hash.update(block);
+            offset += chunk;
+            if (!req.write(block)) {
+              req.once('drain', pump);
+              return;
+            }
+          }
+          req.end();
+        };
+        pump();
+      });
+      assert.equal(patchStatus, 202);
+      const digest = `sha256:${hash.digest('hex')}`;
+      const put = await request(server.url, 'PUT', `${location}?digest=${digest}`);
+      assert.equal(put.status, 201, put.text);
+      const down = createHash('sha256');
+      let received = 0;
+      await new Promise<void>((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port, path: `/v2/${REPO}/blobs/${digest}` }, (res) => {
+          res.on('data', (d: Buffer) => {
+            down.update(d);
+            received += d.length;
+          });
+          res.on('end', resolve);
+          res.on('error', reject);
+        });
+      });
+      assert.equal(received, size);
+      assert.equal(`sha256:${down.digest('hex')}`, digest);
+      const status = fs.readFileSync(`/proc/${server.child.pid}/status`, 'utf8');
+      const peakKb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]);
+      assert.ok(peakKb < 200 * 1024, `registry peak RSS ${Math.round(peakKb / 1024)} MiB for a 256 MiB blob`);
+    } finally {
+      await server.stop();
+    }
+  });
+});
