@@ -666,7 +666,7 @@ export class ImageService {
         if (untilMs !== null && createdMs(config.created ?? ZERO_TIME) > untilMs) continue;
         const imageLabels = config.config?.Labels;
         if (labels.length > 0 && !matchLabels(labels, imageLabels)) continue;
-        if (notLabels.length > 0 && notLabels.some((l) => matchLabels([l], imageLabels))) continue;
+        if (notLabels.length > 0 && matchLabels(notLabels, imageLabels)) continue;
         const targets: string[] = [];
         if (refs.length > 0) {
           const hasTag = refs.some((r) => r.digest === null);
