@@ -8,10 +8,11 @@ import type * as TarStream from 'tar-stream';
 /**
  * The project's tar layer, on top of tar-stream 3.2.2 (pinned: we patch one of its internal files).
  *
- * Reading: `createTarExtract()` gives tar-stream's parser; pass each raw header through
- * `normalizeTarHeader` to get what tar-stream leaves in `header.pax` (uid/gid/mtime/atime beyond
- * ustar's range, nanosecond times, xattrs as raw bytes). `readTarEntries` collects a small tar in
- * memory (tests, `docker load` manifests); layer extraction streams instead.
+ * Reading: `consumeTar(stream, onEntry)` streams entries to a synchronous handler with
+ * back-pressure, each header normalised by `normalizeTarHeader` (what tar-stream leaves in
+ * `header.pax`: uid/gid/mtime/atime beyond ustar's range, nanosecond times, xattrs as raw bytes).
+ * `readTarEntries` collects a small tar in memory (tests, `docker load` manifests). The lower-level
+ * `createTarExtract` + `pumpInto` are there for callers that need tar-stream's events directly.
  *
  * Writing: `TarWriter` wraps tar-stream's packer with the workarounds for its pack defects
  * (node-syscalls.md §4): mode 000 kept, uid/gid above 262143 and out-of-range mtimes sent as PAX
@@ -299,28 +300,22 @@ export async function readTarEntries(
   tar: Readable,
   maxBytes = 64 * 1024 * 1024,
 ): Promise<TarEntryWithBody[]> {
-  const extract = createTarExtract();
   const entries: TarEntryWithBody[] = [];
   let total = 0;
-  extract.on('entry', (header, stream, next) => {
-    const raw = header as unknown as RawTarHeader;
+  await consumeTar(tar, (header) => {
     const chunks: Buffer[] = [];
-    stream.on('data', (data) => {
-      const chunk = data as Buffer;
-      total += chunk.length;
-      if (total > maxBytes) {
-        stream.destroy(new Error(`tar larger than ${maxBytes} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    stream.on('error', (err) => next(err));
-    stream.on('end', () => {
-      entries.push({ header: normalizeTarHeader(raw), body: Buffer.concat(chunks) });
-      next();
-    });
+    return {
+      write: (chunk) => {
+        total += chunk.length;
+        if (total > maxBytes) throw new Error(`tar larger than ${maxBytes} bytes`);
+        chunks.push(chunk);
+      },
+      end: () => {
+        entries.push({ header, body: Buffer.concat(chunks) });
+      },
+      abort: () => {},
+    };
   });
-  await pumpInto(tar, extract);
   return entries;
 }
 
@@ -630,8 +625,8 @@ export interface TarInputEntry extends Omit<TarEntry, 'mtimeNs' | 'mode' | 'uid'
 
 /**
  * Builds a tar from in-memory entries, in the given order. Defaults: mode 0644 (0755 for
- * directories), owner 0:0, mtime 0. Useful for tests and for small generated archives (image
- * configs in `docker save`, build contexts).
+ * directories, 0777 for symlinks), owner 0:0, mtime 0. Useful for tests and for small generated
+ * archives (image configs in `docker save`, build contexts).
  */
 export function packEntries(entries: Iterable<TarInputEntry> | AsyncIterable<TarInputEntry>): Readable {
   const writer = new TarWriter();
