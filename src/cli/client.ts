@@ -182,7 +182,8 @@ export class EngineClient {
   /**
    * Opens a hijacked connection: sends the request with `Connection: Upgrade`/`Upgrade: tcp` on a
    * fresh socket and expects `101`. The returned socket carries the raw stream in both directions
-   * (bytes the server sent after its headers are already queued on it).
+   * (bytes the server sent after its headers are already queued on it); it is paused, so read it
+   * with an async iterator, `pipe` or `resume()`.
    */
   async hijack(
     method: string,
@@ -246,6 +247,8 @@ export function readBody(res: Readable): Promise<Buffer> {
     res.on('data', (c: Buffer) => chunks.push(c));
     res.on('end', () => resolve(Buffer.concat(chunks)));
     res.on('error', reject);
+    // A hijacked socket comes back explicitly paused; a 'data' listener alone would not start it.
+    res.resume();
   });
 }
 

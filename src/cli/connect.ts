@@ -17,22 +17,43 @@ export const DAEMON_LOG = '/var/log/strata-daemon.log';
 const START_TIMEOUT_MS = 30_000;
 
 export interface ConnectOptions {
+  /** `-H/--host`; takes precedence over $STRATA_HOST. */
   host?: string;
-  /** Where the one-line "started the daemon" note goes. */
+  /** Where the one-line "started the daemon" note goes (default: stderr). */
   notify?: (line: string) => void;
+  /** The default socket and how a daemon for it is started; tests point these at a temp dir. */
+  defaultSocket?: string;
+  daemonArgs?: string[];
+  logFile?: string;
 }
 
 export async function connectToDaemon(opts: ConnectOptions = {}): Promise<EngineClient> {
   const explicit = opts.host ?? (process.env.STRATA_HOST || undefined);
-  const client = new EngineClient(parseDaemonHost(explicit ?? `unix://${DEFAULT_SOCKET}`));
+  const defaultSocket = opts.defaultSocket ?? DEFAULT_SOCKET;
+  const client = new EngineClient(parseDaemonHost(explicit ?? `unix://${defaultSocket}`));
   try {
     await negotiate(client);
     return client;
   } catch (err) {
     if (!(err instanceof DaemonUnreachableError) || explicit !== undefined) throw err;
   }
-  await startDaemon(client, opts.notify ?? ((line) => process.stderr.write(`${line}\n`)));
+  await startDaemon(client, {
+    socket: defaultSocket,
+    args: [
+      ...(defaultSocket === DEFAULT_SOCKET ? [] : ['--socket', defaultSocket]),
+      ...(opts.daemonArgs ?? []),
+    ],
+    logFile: opts.logFile,
+    notify: opts.notify ?? ((line) => process.stderr.write(`${line}\n`)),
+  });
   return client;
+}
+
+interface StartOptions {
+  socket: string;
+  args: string[];
+  logFile?: string;
+  notify: (line: string) => void;
 }
 
 /** Pings and settles the API version: ours (1.41) or the daemon's if it is older. */
@@ -56,8 +77,8 @@ function repoRoot(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 }
 
-function openDaemonLog(): { fd: number; file: string } {
-  for (const file of [DAEMON_LOG, path.join(os.tmpdir(), 'strata-daemon.log')]) {
+function openDaemonLog(preferred: string | undefined): { fd: number; file: string } {
+  for (const file of [preferred ?? DAEMON_LOG, path.join(os.tmpdir(), 'strata-daemon.log')]) {
     try {
       return { fd: fs.openSync(file, 'a', 0o640), file };
     } catch {
@@ -72,8 +93,8 @@ function openDaemonLog(): { fd: number; file: string } {
  * answers /_ping. A lock file keeps two CLIs started at once from launching two daemons; the
  * loser just waits for the winner's daemon.
  */
-async function startDaemon(client: EngineClient, notify: (line: string) => void): Promise<void> {
-  const runDir = path.dirname(DEFAULT_SOCKET);
+async function startDaemon(client: EngineClient, opts: StartOptions): Promise<void> {
+  const runDir = path.dirname(opts.socket);
   fs.mkdirSync(runDir, { recursive: true, mode: 0o755 });
   const lockFile = path.join(runDir, 'autostart.lock');
   let ownsLock = false;
@@ -85,19 +106,23 @@ async function startDaemon(client: EngineClient, notify: (line: string) => void)
     const age = Date.now() - (fs.statSync(lockFile, { throwIfNoEntry: false })?.mtimeMs ?? 0);
     if (age > START_TIMEOUT_MS) {
       fs.rmSync(lockFile, { force: true });
-      return startDaemon(client, notify);
+      return startDaemon(client, opts);
     }
   }
   let exited: string | undefined;
-  let logFile = DAEMON_LOG;
+  let logFile = opts.logFile ?? DAEMON_LOG;
   try {
     if (ownsLock) {
-      const log = openDaemonLog();
+      const log = openDaemonLog(opts.logFile);
       logFile = log.file;
-      const child = spawn(process.execPath, [path.join(repoRoot(), 'bin', 'strata'), 'daemon'], {
-        detached: true,
-        stdio: ['ignore', log.fd, log.fd],
-      });
+      const child = spawn(
+        process.execPath,
+        [path.join(repoRoot(), 'bin', 'strata'), 'daemon', ...opts.args],
+        {
+          detached: true,
+          stdio: ['ignore', log.fd, log.fd],
+        },
+      );
       fs.closeSync(log.fd);
       child.once('exit', (code, signal) => {
         exited = signal ? `signal ${signal}` : `exit code ${code}`;
@@ -106,7 +131,7 @@ async function startDaemon(client: EngineClient, notify: (line: string) => void)
         exited = err.message;
       });
       child.unref();
-      notify(`Started the Strata daemon (pid ${child.pid}, log ${logFile})`);
+      opts.notify(`Started the Strata daemon (pid ${child.pid}, log ${logFile})`);
     }
     const deadline = Date.now() + START_TIMEOUT_MS;
     for (;;) {
@@ -118,7 +143,7 @@ async function startDaemon(client: EngineClient, notify: (line: string) => void)
       }
       if (exited) throw new CliError(`The Strata daemon failed to start (${exited}); see ${logFile}`);
       if (Date.now() > deadline) {
-        throw new CliError(`The Strata daemon did not answer on ${DEFAULT_SOCKET} in time; see ${logFile}`);
+        throw new CliError(`The Strata daemon did not answer on ${opts.socket} in time; see ${logFile}`);
       }
       await new Promise((r) => setTimeout(r, 50));
     }

@@ -175,6 +175,8 @@ export async function main(argv: string[]): Promise<void> {
 }
 
 function reportError(err: unknown): number {
+  // Our reader went away (`strata export c | head`): die quietly like a SIGPIPE'd docker.
+  if (err instanceof Error && (err as NodeJS.ErrnoException).code === 'EPIPE') return 141;
   if (err instanceof CliError) {
     if (err.message) process.stderr.write(`${err.message}\n`);
     return err.exitCode;

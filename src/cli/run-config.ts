@@ -231,7 +231,7 @@ export function parseEnvFile(text: string, env: NodeJS.ProcessEnv): string[] {
     const eq = line.indexOf('=');
     if (eq === 0) throw new UsageError(`invalid environment variable: ${line}`, 125);
     if (eq > 0) out.push(line);
-    else if (env[line.trim()] !== undefined) out.push(`${line.trim()}=${env[line.trim()]}`);
+    else out.push(env[line.trim()] === undefined ? line.trim() : `${line.trim()}=${env[line.trim()]}`);
   }
   return out;
 }
@@ -240,8 +240,9 @@ function expandEnv(entries: string[], env: NodeJS.ProcessEnv): string[] {
   const out: string[] = [];
   for (const e of entries) {
     if (e.startsWith('=')) throw new UsageError(`invalid environment variable: ${e}`, 125);
-    if (e.includes('=')) out.push(e);
-    else if (env[e] !== undefined) out.push(`${e}=${env[e]}`);
+    // An unset variable is sent bare, as docker does (the daemon drops it).
+    if (e.includes('=') || env[e] === undefined) out.push(e);
+    else out.push(`${e}=${env[e]}`);
   }
   return out;
 }
@@ -273,10 +274,10 @@ function parseRestart(value: string): { Name: string; MaximumRetryCount: number 
   return { Name: name || 'no', MaximumRetryCount: max };
 }
 
-function parseUlimit(value: string): { Name: string; Soft: number; Hard: number } {
+function parseUlimit(value: string): { Name: string; Hard: number; Soft: number } {
   const m = /^([a-z]+)=(-?\d+)(?::(-?\d+))?$/.exec(value);
   if (!m) throw new UsageError(`invalid ulimit argument: ${value}`, 125);
-  return { Name: m[1], Soft: Number(m[2]), Hard: Number(m[3] ?? m[2]) };
+  return { Name: m[1], Hard: Number(m[3] ?? m[2]), Soft: Number(m[2]) };
 }
 
 function endpoint(aliases: string[]): EndpointConfig {
@@ -397,6 +398,10 @@ export function buildCreateRequest(
     endpoints[network] = endpoint(flags.list('network-alias'));
   }
 
+  const restart = parseRestart(flags.string('restart') ?? 'no');
+  if (flags.bool('rm') && restart.Name !== 'no') {
+    throw new UsageError('conflicting options: cannot specify both --restart and --rm', 125);
+  }
   const memory = flags.string('memory');
   const cpus = flags.string('cpus');
   const shmSize = flags.string('shm-size');
@@ -430,7 +435,7 @@ export function buildCreateRequest(
       LogConfig: { Type: '', Config: {} },
       NetworkMode: network,
       PortBindings: portBindings,
-      RestartPolicy: parseRestart(flags.string('restart') ?? 'no'),
+      RestartPolicy: restart,
       AutoRemove: flags.bool('rm'),
       VolumeDriver: '',
       VolumesFrom: null,

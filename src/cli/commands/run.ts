@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { ContainerInspect, CreateResponse, ExecInspect, WaitResponse } from '../api-types.js';
-import { type EngineClient, readBody } from '../client.js';
+import { type EngineClient, escapePath, readBody } from '../client.js';
 import type { CommandContext, CommandHandler } from '../commands.js';
 import { ApiError, CliError, startFailureExitCode, UsageError } from '../errors.js';
 import { familiarName, parseReference, withDefaultTag } from '../reference.js';
@@ -177,7 +177,7 @@ export const startCommand: CommandHandler = async (ctx) => {
   const client = await ctx.client();
   if (flags.bool('attach') || flags.bool('interactive')) {
     if (args.length > 1) throw new CliError('you cannot start and attach multiple containers at once');
-    const info = await client.json<ContainerInspect>('GET', `/containers/${args[0]}/json`);
+    const info = await client.json<ContainerInspect>('GET', `/containers/${escapePath(args[0])}/json`);
     const id = info.Id;
     const tty = info.Config?.Tty === true;
     const stdin = flags.bool('interactive') && info.Config?.OpenStdin === true;
@@ -207,7 +207,7 @@ export const startCommand: CommandHandler = async (ctx) => {
   const failed: string[] = [];
   for (const name of args) {
     try {
-      await client.call('POST', `/containers/${name}/start`);
+      await client.call('POST', `/containers/${escapePath(name)}/start`);
       process.stdout.write(`${name}\n`);
     } catch (err) {
       if (!(err instanceof CliError)) throw err;
@@ -223,8 +223,8 @@ export const attachCommand: CommandHandler = async (ctx) => {
   const { flags } = ctx;
   const name = ctx.args[0];
   const client = await ctx.client();
-  const status = waitStatus(await client.request('POST', `/containers/${name}/wait`));
-  const info = await client.json<ContainerInspect>('GET', `/containers/${name}/json`);
+  const status = waitStatus(await client.request('POST', `/containers/${escapePath(name)}/wait`));
+  const info = await client.json<ContainerInspect>('GET', `/containers/${escapePath(name)}/json`);
   if (info.State?.Paused) throw new CliError('You cannot attach to a paused container, unpause it first');
   if (info.State?.Restarting)
     throw new CliError('You cannot attach to a restarting container, wait until it is running');
@@ -264,11 +264,11 @@ export const execCommand: CommandHandler = async (ctx) => {
     env.push(...parseEnvFile(fs.readFileSync(file, 'utf8'), process.env));
   }
   for (const e of flags.list('env')) {
-    if (e.includes('=')) env.push(e);
-    else if (process.env[e] !== undefined) env.push(`${e}=${process.env[e]}`);
+    if (e.includes('=') || process.env[e] === undefined) env.push(e);
+    else env.push(`${e}=${process.env[e]}`);
   }
   const client = await ctx.client();
-  const created = await client.json<{ Id: string }>('POST', `/containers/${container}/exec`, {
+  const created = await client.json<{ Id: string }>('POST', `/containers/${escapePath(container)}/exec`, {
     json: {
       User: flags.string('user') ?? '',
       Privileged: flags.bool('privileged'),
