@@ -1,4 +1,5 @@
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { type Digest, isDigest } from '../common/digest.js';
 import type { RepositoryName } from './names.js';
 import { paths } from './paths.js';
@@ -45,6 +46,15 @@ export class BlobStore {
       if (isPathNotFound(err)) return null;
       throw err;
     }
+  }
+
+  /** Writes `length` bytes from `offset` into `dest` and ends it (a blob download). */
+  async copyTo(digest: Digest, offset: number, length: number, dest: Writable): Promise<void> {
+    if (this.driver.copyTo !== undefined) {
+      await this.driver.copyTo(paths.blobData(digest), offset, length, dest);
+      return;
+    }
+    await pipeline(await this.driver.reader(paths.blobData(digest), offset, length), dest);
   }
 
   /** Reads a small blob whole (manifests, configs). */

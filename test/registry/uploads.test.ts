@@ -170,6 +170,48 @@ describe('resumable uploads', () => {
   });
 });
 
+describe('downloads', () => {
+  test('downloads cut off by the client release their files and leave the server serving', async () => {
+    const reg = await startRegistry();
+    try {
+      const client = new Client(reg.url);
+      const blob = pattern(11, 16 * 1024 * 1024);
+      const digest = await client.pushBlob(REPO, blob);
+      const fds = (): number => fs.readdirSync('/proc/self/fd').length;
+      const baseline = fds();
+      const { port } = new URL(reg.url);
+      for (let i = 0; i < 5; i++) {
+        await new Promise<void>((resolve, reject) => {
+          const req = http.get({ host: '127.0.0.1', port, path: `/v2/${REPO}/blobs/${digest}` }, (res) => {
+            res.once('data', () => {
+              req.destroy();
+              resolve();
+            });
+          });
+          req.on('error', (err) =>
+            (err as NodeJS.ErrnoException).code === 'ECONNRESET' ? resolve() : reject(err),
+          );
+        });
+      }
+      let open = fds();
+      for (let i = 0; i < 50 && open > baseline; i++) {
+        await sleep(20);
+        open = fds();
+      }
+      assert.ok(open <= baseline, `file descriptors: ${open} open, ${baseline} before`);
+      const full = await client.req('GET', `/v2/${REPO}/blobs/${digest}`);
+      assert.equal(full.status, 200);
+      assert.ok(full.body.equals(blob));
+      const range = await client.req('GET', `/v2/${REPO}/blobs/${digest}`, {
+        headers: { Range: 'bytes=1000000-1000009' },
+      });
+      assert.deepEqual(range.body, blob.subarray(1_000_000, 1_000_010));
+    } finally {
+      await reg.close();
+    }
+  });
+});
+
 describe('streaming', () => {
   test('a 256 MiB blob goes up and down without the registry holding it in memory', async () => {
     const server = await spawnRegistry(['--root', tempDir('stream')]);

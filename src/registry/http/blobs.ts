@@ -1,4 +1,3 @@
-import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../errors.js';
 import { parseDigestParam } from '../names.js';
 import { type RequestContext, sendEmpty } from './context.js';
@@ -61,10 +60,8 @@ export async function getBlob(ctx: RequestContext): Promise<void> {
     res.end();
     return;
   }
-  const stream = await registry.blobs.open(digest, start, length);
-  if (stream === null) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
   res.writeHead(range === null ? 200 : 206, headers);
-  await pipeline(stream, res);
+  await registry.blobs.copyTo(digest, start, length, res);
 }
 
 /** DELETE /v2/<name>/blobs/<digest>: removes the blob from the repository (gc reclaims the bytes). */

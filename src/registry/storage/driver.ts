@@ -33,6 +33,11 @@ export interface StorageDriver {
   move(sourcePath: string, destPath: string): Promise<void>;
   /** Deletes a file or a directory tree. Throws PathNotFoundError when nothing is there. */
   delete(path: string): Promise<void>;
+  /**
+   * Optional fast path for serving blobs: writes `length` bytes from `offset` into `dest` (a socket)
+   * and ends it. Drivers without it are served through `reader`.
+   */
+  copyTo?(path: string, offset: number, length: number, dest: Writable): Promise<void>;
 }
 
 export interface FileInfo {
