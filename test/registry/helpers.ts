@@ -25,8 +25,17 @@ function findRepoRoot(): string {
   return dir;
 }
 
+const tempDirs: string[] = [];
+// node:test runs each file in its own process: whatever a file created goes when it exits.
+process.on('exit', () => {
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A temporary directory, removed when the test process exits (passing or failing). */
 export function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `strata-${prefix}-`));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `strata-reg-${prefix}-`));
+  tempDirs.push(dir);
+  return dir;
 }
 
 export interface TestRegistry {
