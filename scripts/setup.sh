@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(crun runc conmon busybox-static iptables containernetworking-plugins catatonit tini tmux
+PACKAGES=(crun runc conmon busybox-static iptables containernetworking-plugins catatonit tini tmux skopeo
   uidmap e2fsprogs procps iproute2 python3 make g++ ca-certificates)
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -75,8 +75,10 @@ export function createApiServer(router: Router): http.Server {
       return;
     }
     const apiReq: ApiRequest = { req, res, params: match.params, query: url.searchParams, version, upgrade };
+    const startedAt = performance.now();
     try {
       await match.handler(apiReq);
+      log.debug(`${method} ${path} ${res.statusCode} ${(performance.now() - startedAt).toFixed(1)}ms`);
     } catch (err) {
       const status = (err as { status?: number }).status ?? 500;
       if (status >= 500) log.error(`${method} ${path} failed`, { error: errorMessage(err) });
@@ -84,6 +86,18 @@ export function createApiServer(router: Router): http.Server {
       if (upgrade && res.headersSent) {
         upgrade.socket.destroy();
         return;
+      }
+      if (!upgrade && !req.complete && !res.headersSent) {
+        // Read the rest of a refused upload so the client sees our answer, not a reset.
+        req.resume();
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, 5000);
+          req.once('end', () => {
+            clearTimeout(t);
+            resolve();
+          });
+          req.once('error', () => resolve());
+        });
       }
       sendError(res, err);
       if (upgrade) res.once('finish', () => upgrade.socket.end());

@@ -46,6 +46,8 @@ export interface ContainerServiceOptions {
   events: EventBus;
   runtimes: Map<string, OciRuntime>;
   defaultRuntime: string;
+  /** Called after a container's files are gone (lets the image part free layers nobody uses). */
+  onContainerRemoved?: () => void;
 }
 
 export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
@@ -257,6 +259,12 @@ export class ContainerService implements ExecHost {
     this.starting.set(record.id, work);
     try {
       await work;
+    } catch (err) {
+      this.starting.delete(record.id);
+      // --rm containers go away even when they never ran (dockerd answers `removed` waiters then).
+      if (record.hostConfig.AutoRemove)
+        await this.remove(record.id, { force: true, volumes: true }).catch(() => undefined);
+      throw err;
     } finally {
       this.starting.delete(record.id);
     }
@@ -371,8 +379,6 @@ export class ContainerService implements ExecHost {
       };
       this.save(record);
       this.resolveWaiters(record, ['next-exit', 'not-running']);
-      if (record.hostConfig.AutoRemove)
-        await this.remove(record.id, { force: true, volumes: false }).catch(() => undefined);
       if (err instanceof StrataError && err.status < 500) throw err;
       throw new InvalidArgument(message);
     }
@@ -740,6 +746,7 @@ export class ContainerService implements ExecHost {
     this.event(record, 'destroy');
     this.resolveWaiters(record, ['removed', 'next-exit', 'not-running']);
     await this.cleanupFiles(record, dir);
+    this.opts.onContainerRemoved?.();
   }
 
   private async cleanupFiles(record: ContainerRecord, dir: string): Promise<void> {
@@ -1019,7 +1026,7 @@ export function startErrorMessage(raw: string): string {
   const text = raw.trim();
   const notFound = /executable file [`'"]?([^`'"]*)[`'"]? not found in \$PATH/i.exec(text);
   if (notFound) {
-    return `failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: "${notFound[1]}": executable file not found in $PATH: unknown`;
+    return `failed to create shim task: OCI runtime create failed: exec: "${notFound[1]}": executable file not found in $PATH: unknown`;
   }
   if (/no such file or directory/i.test(text)) {
     return `failed to create shim task: OCI runtime create failed: ${text.replace(/No such file or directory/g, 'no such file or directory')}: unknown`;

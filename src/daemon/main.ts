@@ -135,6 +135,11 @@ export async function main(argv: string[]): Promise<void> {
     events,
     runtimes,
     defaultRuntime,
+    onContainerRemoved: () => {
+      images
+        .collectGarbage()
+        .catch((err) => log.warn('image garbage collection failed', { error: errorMessage(err) }));
+    },
   });
   images.setImageUsers((imageId) =>
     containers
@@ -144,6 +149,9 @@ export async function main(argv: string[]): Promise<void> {
   );
   containers.watchExits();
   await containers.recover();
+  await images
+    .collectGarbage()
+    .catch((err) => log.warn('image garbage collection failed', { error: errorMessage(err) }));
 
   const router = new Router();
   registerSystemRoutes(router, {

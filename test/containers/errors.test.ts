@@ -51,7 +51,7 @@ describe("bad input gets Docker's errors and changes nothing", () => {
   test('conflicts → 409', async () => {
     await d.dockerOk(['create', '--name', 'dup', 'bb', 'true']);
     const dup = await d.docker(['create', '--name', 'dup', 'bb', 'true']);
-    assert.equal(dup.code, 125);
+    assert.notEqual(dup.code, 0);
     assert.match(dup.stderr, /is already in use by container/);
     const status = await d.api('POST', '/v1.41/containers/create?name=dup', { Image: 'bb', Cmd: ['true'] });
     assert.equal(status.status, 409);

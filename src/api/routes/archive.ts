@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InvalidArgument } from '../../common/errors.js';
 import type { ContainerService } from '../../containers/service.js';
@@ -44,7 +44,13 @@ export function registerArchiveRoutes(routes: RouteTable, deps: { containers: Co
   routes.add('PUT', '/containers/:id/archive', async (r) => {
     const containerPath = requirePath(r.query.get('path'));
     await svc.withRootfs(r.params.id, async (rootfs) => {
-      await extractArchiveToRoot(rootfs, containerPath, r.req, {
+      // A refused archive must not reset the connection: feed the extractor through a PassThrough so
+      // its failure does not destroy the request; the server drains the rest and answers.
+      const body = new PassThrough();
+      r.req.pipe(body);
+      r.req.once('error', (err) => body.destroy(err));
+      body.once('close', () => r.req.unpipe(body));
+      await extractArchiveToRoot(rootfs, containerPath, body, {
         noOverwriteDirNonDir: queryBool(r.query, 'noOverwriteDirNonDir'),
         copyUIDGID: queryBool(r.query, 'copyUIDGID'),
         containerRef: r.params.id,
