@@ -24,6 +24,15 @@ function asCreateFailure(err: unknown): unknown {
 }
 
 export const runCommand: CommandHandler = async (ctx) => {
+  // docker exits 1 here, not 125: the check happens before anything is sent to the daemon.
+  if (
+    !ctx.flags.bool('detach') &&
+    ctx.flags.bool('interactive') &&
+    ctx.flags.bool('tty') &&
+    !isTerminal(process.stdin)
+  ) {
+    throw new CliError('the input device is not a TTY', 1);
+  }
   try {
     return await runContainer(ctx);
   } catch (err) {
@@ -52,9 +61,6 @@ async function runContainer(ctx: CommandContext): Promise<number> {
   const [image, ...command] = args;
   const detach = flags.bool('detach');
   const tty = flags.bool('tty');
-  if (!detach && flags.bool('interactive') && tty && !isTerminal(process.stdin)) {
-    throw new CliError('the input device is not a TTY', 1);
-  }
   const size = terminalSize();
   const request = buildCreateRequest(flags, image, command, {
     detach,
