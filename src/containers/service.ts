@@ -279,10 +279,14 @@ export class ContainerService implements ExecHost {
     const runtime = this.runtimeFor(record);
     const host = record.hostConfig;
     let created = false;
+    const t0 = performance.now();
+    const marks: string[] = [];
+    const mark = (label: string) => marks.push(`${label}=${(performance.now() - t0).toFixed(1)}`);
     try {
       const rootfs = this.opts.snapshotter.isContainerMounted(dir)
         ? path.join(dir, 'rootfs')
         : this.opts.snapshotter.mountContainer(dir, record.chainId);
+      mark('mount');
       const etcMounts = this.writeEtcFiles(record, dir);
       const user = resolveUser(rootfs, record.config.User, host.GroupAdd ?? []);
       const env = [...record.config.Env];
@@ -325,8 +329,10 @@ export class ContainerService implements ExecHost {
       fs.rmSync(path.join(this.exitDir, record.id), { force: true });
       fs.rmSync(path.join(dir, 'persist'), { recursive: true, force: true });
       // A stale runtime state from a crash would make create fail with "already exists".
-      await runtime.delete(record.id, true).catch(() => undefined);
+      if (fs.existsSync(path.join(runtime.stateRoot, record.id)))
+        await runtime.delete(record.id, true).catch(() => undefined);
 
+      mark('spec');
       const hub = this.hubFor(record);
       const { pid, conmonPid } = await conmonCreate({
         id: record.id,
@@ -340,11 +346,15 @@ export class ContainerService implements ExecHost {
         runtime,
       });
       created = true;
+      mark('create');
       if (hub.needsConnection || record.config.OpenStdin) await hub.connect();
       const consoleSize = host.ConsoleSize as number[] | undefined;
       if (record.config.Tty && consoleSize && consoleSize[0] > 0)
         resizeTerminal(dir, consoleSize[0], consoleSize[1]);
+      mark('attach');
       await runtime.start(record.id);
+      mark('start');
+      log.debug('start timing', { id: record.id.slice(0, 12), marks: marks.join(' ') });
       record.state = {
         ...record.state,
         status: 'running',
