@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -113,6 +112,8 @@ async function startDaemon(client: EngineClient, opts: StartOptions): Promise<vo
   let logFile = opts.logFile ?? DAEMON_LOG;
   try {
     if (ownsLock) {
+      // Loaded here: only the rare auto-start needs child_process.
+      const { spawn } = await import('node:child_process');
       const log = openDaemonLog(opts.logFile);
       logFile = log.file;
       const child = spawn(
