@@ -75,6 +75,8 @@ export async function waitForSocket(socket: string, timeoutMs = 30_000): Promise
 
 export interface Daemon {
   name: string;
+  /** A string found in the command line of this daemon's per-container helper processes. */
+  marker: string;
   env: Record<string, string>;
   pids: () => number[];
   stop: () => Promise<void>;
@@ -105,6 +107,7 @@ export async function startStrata(base: string): Promise<Daemon> {
   const child = spawn(
     process.execPath,
     [
+      '--max-semi-space-size=1',
       path.join(REPO_ROOT, 'bin', 'strata'),
       'daemon',
       '--root',
@@ -122,6 +125,7 @@ export async function startStrata(base: string): Promise<Daemon> {
   const env = { DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: path.join(base, 'cfg') };
   return {
     name: 'strata',
+    marker: base,
     env,
     pids: () => [child.pid ?? 0],
     stop: async () => {
@@ -166,17 +170,36 @@ export async function startDockerd(base: string): Promise<Daemon | null> {
   const env = { DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: path.join(base, 'cfg') };
   return {
     name: 'docker',
+    marker: 'strata-bench',
     env,
-    pids: () => {
-      const out = sh('sh', ['-c', 'pgrep -x dockerd; pgrep -x containerd']).stdout;
-      return out.split('\n').filter(Boolean).map(Number);
-    },
+    // dockerd and the containerd it started (not any other dockerd on the host).
+    pids: () => [child.pid ?? 0, ...childPids(child.pid ?? 0).filter((p) => commName(p) === 'containerd')],
     stop: async () => {
       const ids = sh('docker', ['ps', '-aq'], env).stdout.split('\n').filter(Boolean);
       if (ids.length) sh('docker', ['rm', '-f', ...ids], env);
       await stopChild(child);
     },
   };
+}
+
+export function childPids(pid: number): number[] {
+  try {
+    return fs
+      .readdirSync(`/proc/${pid}/task`)
+      .flatMap((t) => fs.readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/))
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+export function commName(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
 }
 
 export function rssKb(pid: number): number {

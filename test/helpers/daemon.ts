@@ -102,7 +102,16 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
   const launch = async (): Promise<void> => {
     child = spawn(
       process.execPath,
-      [STRATA_BIN, 'daemon', '--root', root, '--socket', socket, ...(opts.extraArgs ?? [])],
+      [
+        '--max-semi-space-size=1',
+        STRATA_BIN,
+        'daemon',
+        '--root',
+        root,
+        '--socket',
+        socket,
+        ...(opts.extraArgs ?? []),
+      ],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, STRATA_LOG_LEVEL: process.env.STRATA_LOG_LEVEL ?? 'info' },
