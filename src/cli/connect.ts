@@ -118,7 +118,7 @@ async function startDaemon(client: EngineClient, opts: StartOptions): Promise<vo
       logFile = log.file;
       const child = spawn(
         process.execPath,
-        [path.join(repoRoot(), 'bin', 'strata'), 'daemon', ...opts.args],
+        ['--max-semi-space-size=1', path.join(repoRoot(), 'bin', 'strata'), 'daemon', ...opts.args],
         {
           detached: true,
           stdio: ['ignore', log.fd, log.fd],

@@ -31,6 +31,13 @@ export function compileFormat(source: string): Template {
   }
 }
 
+/** A --format for a single object (inspect, version, info): `json` is shorthand for `{{json .}}`. */
+export function compileObjectFormat(format: string): Template {
+  const source =
+    format.trim() === 'json' ? '{{json .}}' : format.replaceAll('\\t', '\t').replaceAll('\\n', '\n');
+  return compileFormat(source);
+}
+
 /** Renders rows per docker's formatter rules; returns the text to print. */
 export function renderRows(rows: Row[], opts: ListingFormat): string {
   let format = opts.quiet ? (opts.quietFormat ?? '{{.ID}}') : (opts.format ?? opts.defaultTable);

@@ -61,7 +61,7 @@ export function parseCommandLine(argv: string[]): ParseOutcome {
       `strata: unknown command: strata ${top.args
         .slice(0, 2)
         .filter((a) => !a.startsWith('-'))
-        .join(' ')}\n\nRun 'strata --help' for more information`,
+        .join(' ')}. See 'strata --help'.`,
     );
   }
   if ('group' in resolved) return { kind: 'help', text: groupHelp(resolved.group) };
@@ -72,7 +72,7 @@ export function parseCommandLine(argv: string[]): ParseOutcome {
     parsed = parseFlags(resolved.rest, withHelp, { interspersed: spec.interspersed ?? true });
   } catch (err) {
     if (err instanceof FlagError) {
-      throw new CliError(`${err.message}\nSee 'strata ${resolved.typed} --help'.`, 125);
+      throw new CliError(`${err.message}. See 'strata ${resolved.typed} --help'.`, 125);
     }
     throw err;
   }
@@ -109,9 +109,7 @@ function checkArity(cmd: ResolvedCommand, count: number): void {
         : `requires at most ${maxArgs} argument${maxArgs === 1 ? '' : 's'}`;
   }
   if (problem) {
-    throw new CliError(
-      `strata: 'strata ${cmd.typed}' ${problem}\n\nUsage:  strata ${cmd.spec.usage}\n\nSee 'strata ${cmd.typed} --help' for more information`,
-    );
+    throw new CliError(`strata: 'strata ${cmd.typed}' ${problem}. See 'strata ${cmd.typed} --help'.`);
   }
 }
 

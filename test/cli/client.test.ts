@@ -180,6 +180,35 @@ describe('EngineClient against a fake daemon', () => {
   });
 });
 
+describe('EngineClient over TCP', () => {
+  it('speaks the same API on tcp://host:port, hijack included', async () => {
+    const server = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ url: req.url, host: req.headers.host }));
+    });
+    server.on('upgrade', (_req, sock: net.Socket) => {
+      sock.end('HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\nover tcp');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as net.AddressInfo;
+    const client = new EngineClient(parseDaemonHost(`tcp://127.0.0.1:${port}`));
+    try {
+      assert.deepEqual(await client.json('GET', '/version'), {
+        url: '/v1.41/version',
+        host: `127.0.0.1:${port}`,
+      });
+      const sock = await client.hijack('POST', '/exec/x/start', { json: { Detach: false, Tty: true } });
+      sock.end();
+      assert.equal((await readBody(sock)).toString(), 'over tcp');
+    } finally {
+      client.close();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+});
+
 describe('image references', () => {
   it('normalises like the docker CLI', () => {
     const cases: [string, string, string][] = [

@@ -22,7 +22,7 @@ import {
   shortId,
   timeAgo,
 } from '../format.js';
-import { compileFormat, type Row, renderRows } from '../listing.js';
+import { compileFormat, compileObjectFormat, type Row, renderRows } from '../listing.js';
 import { copyRaw, demultiplex } from '../stream.js';
 import { isTerminal } from '../terminal.js';
 
@@ -330,7 +330,7 @@ async function inspectObjects(
   typeLabel: ObjectKind | 'any',
 ): Promise<number> {
   const format = ctx.flags.string('format');
-  const template = format ? compileFormat(format.replaceAll('\\t', '\t').replaceAll('\\n', '\n')) : undefined;
+  const template = format ? compileObjectFormat(format) : undefined;
   const client = await ctx.client();
   const found: unknown[] = [];
   const errors: string[] = [];

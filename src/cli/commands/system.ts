@@ -3,7 +3,7 @@ import type { EngineEvent } from '../api-types.js';
 import type { CommandHandler } from '../commands.js';
 import { CliError } from '../errors.js';
 import { binarySize, formatTimestampNano, parseTimestampArg } from '../format.js';
-import { compileFormat } from '../listing.js';
+import { compileFormat, compileObjectFormat } from '../listing.js';
 import { textLines } from '../stream.js';
 import { encodeFilters } from './containers.js';
 
@@ -41,7 +41,7 @@ function pad(label: string, width: number): string {
 
 export const versionCommand: CommandHandler = async (ctx) => {
   const format = ctx.flags.string('format');
-  const template = format ? compileFormat(format) : undefined;
+  const template = format ? compileObjectFormat(format) : undefined;
   let server: ServerVersion | undefined;
   let serverError: unknown;
   let apiVersion = '1.41';
@@ -127,7 +127,7 @@ interface InfoResponse {
 
 export const infoCommand: CommandHandler = async (ctx) => {
   const format = ctx.flags.string('format');
-  const template = format ? compileFormat(format) : undefined;
+  const template = format ? compileObjectFormat(format) : undefined;
   const client = await ctx.client();
   const info = await client.json<InfoResponse>('GET', '/info');
   if (template) {
