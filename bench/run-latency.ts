@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as path from 'node:path';
 import {
   busyboxTar,
@@ -51,6 +52,54 @@ function sequential(env: Record<string, string>): number {
     }
   });
   return SEQ / (t / 1000);
+}
+
+function apiCall(
+  socket: string,
+  method: string,
+  apiPath: string,
+  body?: unknown,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const req = http.request(
+      {
+        socketPath: socket,
+        method,
+        path: apiPath,
+        headers: data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {},
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+      },
+    );
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+/** The same cycle straight through the Engine API (no CLI start-up in the figure). */
+async function sequentialApi(env: Record<string, string>): Promise<number> {
+  const socket = env.DOCKER_HOST.replace(/^unix:\/\//, '');
+  const t0 = performance.now();
+  for (let i = 0; i < SEQ; i++) {
+    const created = await apiCall(socket, 'POST', '/v1.41/containers/create', {
+      Image: 'bb:latest',
+      Cmd: ['true'],
+      HostConfig: { NetworkMode: 'none' },
+    });
+    if (created.status !== 201) throw new Error(`create: ${created.status} ${created.body}`);
+    const id = (JSON.parse(created.body) as { Id: string }).Id;
+    const wait = apiCall(socket, 'POST', `/v1.41/containers/${id}/wait?condition=next-exit`);
+    const started = await apiCall(socket, 'POST', `/v1.41/containers/${id}/start`);
+    if (started.status !== 204) throw new Error(`start: ${started.status} ${started.body}`);
+    await wait;
+    const removed = await apiCall(socket, 'DELETE', `/v1.41/containers/${id}`);
+    if (removed.status !== 204) throw new Error(`rm: ${removed.status} ${removed.body}`);
+  }
+  return SEQ / ((performance.now() - t0) / 1000);
 }
 
 function memory(d: Daemon, shimName: string): { idleMb: number; perContainerMb: number } {
@@ -113,16 +162,19 @@ async function main(): Promise<void> {
     const strataIdleMb = strata.pids().reduce((a, p) => a + rssKb(p), 0) / 1024;
     results.strata = runLatency(strata.env);
     const strataSeq = sequential(strata.env);
+    const strataSeqApi = await sequentialApi(strata.env);
     const strataMem = memory(strata, 'conmon');
 
     fs.mkdirSync(path.join(base, 'docker'), { recursive: true });
     docker = process.env.SKIP_DOCKER ? null : await startDockerd(path.join(base, 'docker'));
     let dockerSeq: number | null = null;
+    let dockerSeqApi: number | null = null;
     let dockerMem: { idleMb: number; perContainerMb: number } | null = null;
     if (docker) {
       must('docker', ['import', '-', 'bb:latest'], docker.env, tar);
       results.docker = runLatency(docker.env);
       dockerSeq = sequential(docker.env);
+      dockerSeqApi = await sequentialApi(docker.env);
       dockerMem = memory(docker, 'containerd-shim-runc-v2');
     }
     results.podman = null;
@@ -152,9 +204,14 @@ async function main(): Promise<void> {
     if (results.crun) lines.push(`strata − raw crun: ${fmt(s - results.crun.median)} ms (target ≤ 150)`);
     if (results.podman) lines.push(`ratio strata/podman: ${fmt(s / results.podman.median, 3)}`);
     lines.push('');
-    lines.push(`sequential create→start→wait→rm of ${SEQ} containers (containers/s)`);
     lines.push(
-      `strata ${fmt(strataSeq, 2)}${dockerSeq ? `   docker ${fmt(dockerSeq, 2)}   ratio ${fmt(strataSeq / dockerSeq, 2)} (target ≥ 4)` : ''}`,
+      `sequential create→start→wait→rm of ${SEQ} containers (containers/s), through the docker CLI and straight through the API`,
+    );
+    lines.push(
+      `API:  strata ${fmt(strataSeqApi, 2)}${dockerSeqApi ? `   docker ${fmt(dockerSeqApi, 2)}   ratio ${fmt(strataSeqApi / dockerSeqApi, 2)} (target ≥ 4)` : ''}`,
+    );
+    lines.push(
+      `CLI:  strata ${fmt(strataSeq, 2)}${dockerSeq ? `   docker ${fmt(dockerSeq, 2)}   ratio ${fmt(strataSeq / dockerSeq, 2)} (target ≥ 4)` : ''}`,
     );
     lines.push('');
     lines.push(`memory with ${SLEEPERS} sleeping containers`);
