@@ -1,4 +1,3 @@
-import * as fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import type {
   ChangeEntry,
@@ -10,7 +9,7 @@ import type {
 } from '../api-types.js';
 import { escapePath, readBody } from '../client.js';
 import type { CommandContext, CommandHandler } from '../commands.js';
-import { ApiError, CliError, UsageError } from '../errors.js';
+import { ApiError, CliError } from '../errors.js';
 import {
   alignTable,
   ellipsis,
@@ -24,25 +23,9 @@ import {
 } from '../format.js';
 import { compileFormat, compileObjectFormat, type Row, renderRows } from '../listing.js';
 import { copyRaw, demultiplex } from '../stream.js';
-import { isTerminal } from '../terminal.js';
+import { archiveOutput, confirm, encodeFilters } from './shared.js';
 
 /** Container verbs that are one request each (or a list), and the shared inspect. */
-
-/** `--filter a=b --filter c=d` → the CLI's filter JSON `{"a":{"b":true},"c":{"d":true}}`. */
-export function encodeFilters(filters: string[], extra: Record<string, string[]> = {}): string | undefined {
-  const out: Record<string, Record<string, boolean>> = {};
-  const add = (key: string, value: string): void => {
-    out[key] ??= {};
-    out[key][value] = true;
-  };
-  for (const f of filters) {
-    const eq = f.indexOf('=');
-    if (eq <= 0) throw new UsageError(`bad format of filter (expected name=value)`, 125);
-    add(f.slice(0, eq).trim().toLowerCase(), f.slice(eq + 1));
-  }
-  for (const [key, values] of Object.entries(extra)) for (const v of values) add(key, v);
-  return Object.keys(out).length > 0 ? JSON.stringify(out) : undefined;
-}
 
 /** Runs `action` per name, printing the name on success (docker style) and errors as they come. */
 async function eachContainer(
@@ -159,15 +142,6 @@ export const topCommand: CommandHandler = async (ctx) => {
   process.stdout.write(alignTable(lines, { minWidth: 20, padding: 3 }));
   return 0;
 };
-
-/** Refuses to dump a tar archive onto a terminal, as docker does. */
-export function archiveOutput(file: string | undefined): NodeJS.WritableStream {
-  if (file) return fs.createWriteStream(file, { mode: 0o644 });
-  if (isTerminal(process.stdout)) {
-    throw new CliError('cowardly refusing to save to a terminal. Use the -o flag or redirect');
-  }
-  return process.stdout;
-}
 
 export const exportCommand: CommandHandler = async (ctx) => {
   const output = archiveOutput(ctx.flags.string('output'));
@@ -375,27 +349,6 @@ export const inspectCommand: CommandHandler = async (ctx) => {
 export const containerInspectCommand: CommandHandler = (ctx) =>
   inspectObjects(ctx, ['container'], 'container');
 export const imageInspectCommand: CommandHandler = (ctx) => inspectObjects(ctx, ['image'], 'image');
-
-/** Asks "Are you sure…? [y/N]" on the terminal; any answer but y/yes declines. */
-export async function confirm(warning: string): Promise<boolean> {
-  process.stdout.write(`${warning}\nAre you sure you want to continue? [y/N] `);
-  const answer = await new Promise<string>((resolve) => {
-    let text = '';
-    const onData = (chunk: Buffer): void => {
-      text += chunk.toString('utf8');
-      if (text.includes('\n')) done();
-    };
-    const done = (): void => {
-      process.stdin.off('data', onData);
-      process.stdin.off('end', done);
-      process.stdin.pause();
-      resolve(text.split('\n')[0].trim());
-    };
-    process.stdin.on('data', onData);
-    process.stdin.once('end', done);
-  });
-  return /^y(es)?$/i.test(answer);
-}
 
 export const containerPruneCommand: CommandHandler = async (ctx) => {
   if (!ctx.flags.bool('force') && !(await confirm('WARNING! This will remove all stopped containers.'))) {

@@ -10,7 +10,7 @@ import { compileFormat, type Row, renderRows } from '../listing.js';
 import { parseReference, repositoryName } from '../reference.js';
 import { copyRaw, displayJsonMessages } from '../stream.js';
 import { isTerminal } from '../terminal.js';
-import { archiveOutput, confirm, encodeFilters } from './containers.js';
+import { archiveOutput, confirm, encodeFilters } from './shared.js';
 
 /** Image verbs: images, history, tag, rmi, import, load, save, image prune. */
 

@@ -86,7 +86,13 @@ async function runContainer(ctx: CommandContext): Promise<number> {
   let session: Session | undefined;
   if (body.AttachStdin || body.AttachStdout || body.AttachStderr) {
     const socket = await client.hijack('POST', `/containers/${id}/attach`, {
-      query: { stderr: body.AttachStderr, stdin: body.AttachStdin, stdout: body.AttachStdout, stream: true },
+      query: {
+        detachKeys: flags.string('detach-keys'),
+        stderr: body.AttachStderr,
+        stdin: body.AttachStdin,
+        stdout: body.AttachStdout,
+        stream: true,
+      },
     });
     session = startSession(socket, { tty, stdin: body.AttachStdin });
   }
@@ -191,7 +197,7 @@ export const startCommand: CommandHandler = async (ctx) => {
       await client.request('POST', `/containers/${id}/wait`, { query: { condition: 'next-exit' } }),
     );
     const socket = await client.hijack('POST', `/containers/${id}/attach`, {
-      query: { stderr: true, stdin, stdout: true, stream: true },
+      query: { detachKeys: flags.string('detach-keys'), stderr: true, stdin, stdout: true, stream: true },
     });
     const session = startSession(socket, { tty, stdin });
     const restoreTerminal = tty && stdin && isTerminal(process.stdin) ? enterRawMode() : noop;
@@ -238,7 +244,7 @@ export const attachCommand: CommandHandler = async (ctx) => {
   const tty = info.Config?.Tty === true;
   const stdin = !flags.bool('no-stdin') && info.Config?.OpenStdin === true;
   const socket = await client.hijack('POST', `/containers/${info.Id}/attach`, {
-    query: { stderr: true, stdin, stdout: true, stream: true },
+    query: { detachKeys: flags.string('detach-keys'), stderr: true, stdin, stdout: true, stream: true },
   });
   const session = startSession(socket, { tty, stdin });
   const restoreTerminal = tty && stdin && isTerminal(process.stdin) ? enterRawMode() : noop;
@@ -265,9 +271,10 @@ export const execCommand: CommandHandler = async (ctx) => {
     throw new CliError('the input device is not a TTY');
   }
   const env: string[] = [];
-  for (const file of flags.list('env-file')) {
+  if (flags.list('env-file').length > 0) {
     const fs = await import('node:fs');
-    env.push(...parseEnvFile(fs.readFileSync(file, 'utf8'), process.env));
+    for (const file of flags.list('env-file'))
+      env.push(...parseEnvFile(fs.readFileSync(file, 'utf8'), process.env));
   }
   for (const e of flags.list('env')) {
     if (e.includes('=') || process.env[e] === undefined) env.push(e);

@@ -5,7 +5,7 @@ import { CliError } from '../errors.js';
 import { binarySize, formatTimestampNano, parseTimestampArg } from '../format.js';
 import { compileFormat, compileObjectFormat } from '../listing.js';
 import { textLines } from '../stream.js';
-import { encodeFilters } from './containers.js';
+import { encodeFilters } from './shared.js';
 
 /** version, info, events. */
 
