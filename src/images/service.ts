@@ -101,6 +101,8 @@ export interface CreateImageOptions {
   containerConfig?: ContainerConfig;
   /** References to tag the new image with (`name`, `name:tag`). */
   tags?: string[];
+  /** RFC 3339 creation time of the config (reproducible builds pin it); default now. */
+  created?: string;
 }
 
 /** One message of a JSON progress stream (`{"stream": …}`, `{"status": …}`). */
@@ -840,7 +842,7 @@ export class ImageService {
       try {
         const parent = options.parent;
         const layers: LayerRecord[] = [...(parent?.layers ?? [])];
-        const created = new Date().toISOString();
+        const created = options.created ?? new Date().toISOString();
         for (const { tar } of options.layers) {
           const blob = await this.content.ingest(tar);
           if (blob.created) blobs.push(blob.digest);
