@@ -762,7 +762,8 @@ export class ContainerService implements ExecHost {
   private async cleanupFiles(record: ContainerRecord, dir: string): Promise<void> {
     const runtime = this.runtimeFor(record);
     // After a normal exit the runtime state is already gone; spawning the runtime costs ~15 ms.
-    if (fs.existsSync(path.join(runtime.stateRoot, record.id))) await runtime.delete(record.id, true).catch(() => undefined);
+    if (fs.existsSync(path.join(runtime.stateRoot, record.id)))
+      await runtime.delete(record.id, true).catch(() => undefined);
     try {
       this.opts.snapshotter.removeContainerLayer(dir);
     } catch (err) {

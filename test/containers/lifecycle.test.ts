@@ -157,7 +157,10 @@ describe('container lifecycle', () => {
   });
 
   test('ps filters, -n, -q, -s and --format', async () => {
-    assert.equal((await d.docker(['run', '--name', 'f-exit3', '-l', 'grp=a', 'bb', 'sh', '-c', 'exit 3'])).code, 3);
+    assert.equal(
+      (await d.docker(['run', '--name', 'f-exit3', '-l', 'grp=a', 'bb', 'sh', '-c', 'exit 3'])).code,
+      3,
+    );
     await d.dockerOk(['run', '-d', '--name', 'f-run', '-l', 'grp=b', 'bb', 'sleep', '1000']);
     await d.dockerOk(['create', '--name', 'f-created', 'bb', 'true']);
     const names = async (args: string[]) =>
