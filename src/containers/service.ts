@@ -994,6 +994,13 @@ export class ContainerService implements ExecHost {
         this.save(record);
       }
       if (!this.isRunning(record)) {
+        // A crash in the middle of a start can leave a runtime container (and its conmon) behind for a
+        // record that still says "created"; remove it so its late exit file cannot confuse a later start.
+        const runtime = this.runtimeFor(record);
+        if (fs.existsSync(path.join(runtime.stateRoot, record.id))) {
+          await runtime.delete(record.id, true).catch(() => undefined);
+          fs.rmSync(path.join(this.exitDir, record.id), { force: true });
+        }
         try {
           if (this.opts.snapshotter.isContainerMounted(dir)) this.opts.snapshotter.unmountContainer(dir);
         } catch {
