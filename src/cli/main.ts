@@ -1,4 +1,5 @@
 import type { EngineClient } from './client.js';
+import { REG_COMMAND } from './commands/reg.js';
 import {
   COMMANDS,
   type CommandContext,
@@ -19,6 +20,8 @@ import { FlagError, type FlagSpec, type FlagValues, formatFlagHelp, parseFlags }
  */
 
 const VERSION = '0.1.0';
+
+COMMANDS.push(REG_COMMAND);
 
 const GLOBAL_FLAGS: FlagSpec[] = [
   {

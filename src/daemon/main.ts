@@ -6,6 +6,7 @@ import { Router } from '../api/router.js';
 import { registerArchiveRoutes } from '../api/routes/archive.js';
 import { registerContainerRoutes } from '../api/routes/containers.js';
 import { registerExecRoutes } from '../api/routes/exec.js';
+import { registerHiveRoutes } from '../api/routes/hive.js';
 import { registerImageRoutes } from '../api/routes/images.js';
 import { registerSystemRoutes } from '../api/routes/system.js';
 import { createApiServer } from '../api/server.js';
@@ -166,6 +167,7 @@ export async function main(argv: string[]): Promise<void> {
   });
   registerExecRoutes(router, { containers });
   registerArchiveRoutes(router, { containers });
+  registerHiveRoutes(router, { containers, images, snapshotter });
   registerContainerRoutes(router, {
     containers,
     resolveImageId: (ref) => {
