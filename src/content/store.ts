@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type Readable, Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Digest, digestHex, isDigest, newHash } from '../common/digest.js';
-import { InvalidArgument, isErrnoCode, NotFound } from '../common/errors.js';
+import { Conflict, InvalidArgument, isErrnoCode, NotFound } from '../common/errors.js';
 import { ensureDir, fsyncDirSync } from '../common/fsutil.js';
 
 /**
@@ -46,8 +46,35 @@ export interface BlobWriter extends Writable {
   abort(): Promise<void>;
 }
 
+/**
+ * A resumable write of one expected blob under a stable name (`ingest/<ref>`), for downloads that may
+ * be cut off: the bytes on disk survive a failed attempt (and a daemon restart), and the next
+ * `openIngest` of the same ref continues after them.
+ *
+ * Lifecycle: `openIngest(ref, expected)` re-hashes what is already on disk (`size` says where to
+ * resume) → one or more `append()` sessions, each a Writable (end it when the source is done, destroy
+ * it when the source failed) → `commit()`: size and digest checked, fsync, rename into place; a
+ * mismatch removes the data. Or `close({ keep })` to give up, keeping the bytes for a later attempt.
+ * `follow()` reads the blob from its first byte while it is being written and ends after a
+ * successful commit (it fails when the ingest is closed or the commit fails), so a consumer such as
+ * an unpack runs alongside the download, on the same bytes, in one pass.
+ * A ref is open at most once at a time (Conflict otherwise).
+ */
+export interface Ingest {
+  readonly ref: string;
+  readonly expected: Required<ExpectedBlob>;
+  /** Bytes on disk (and hashed) so far. */
+  readonly size: number;
+  append(): Writable;
+  commit(): Promise<CommitResult>;
+  follow(): Readable;
+  close(options?: { keep?: boolean }): Promise<void>;
+}
+
 export interface ContentStore {
   ingest(source: Readable, expected?: ExpectedBlob): Promise<CommitResult>;
+  /** A resumable ingest of a blob whose digest and size are known in advance (see `Ingest`). */
+  openIngest(ref: string, expected: Required<ExpectedBlob>): Promise<Ingest>;
   /** Stores a small in-memory blob (configs, manifests). */
   writeSmall(data: Buffer, expected?: ExpectedBlob): CommitResult;
   createWriter(expected?: ExpectedBlob): BlobWriter;
@@ -83,6 +110,7 @@ export class FileContentStore implements ContentStore {
   readonly root: string;
   private readonly blobDir: string;
   private readonly ingestDir: string;
+  private readonly openIngests = new Set<string>();
 
   constructor(root: string) {
     this.root = path.join(root, 'content');
@@ -140,6 +168,25 @@ export class FileContentStore implements ContentStore {
     }
     fsyncDirSync(this.blobDir);
     return { digest, size, created: true };
+  }
+
+  async openIngest(ref: string, expected: Required<ExpectedBlob>): Promise<Ingest> {
+    checkAlgorithm(expected);
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(ref)) {
+      throw new InvalidArgument(`invalid ingest ref: ${JSON.stringify(ref)}`);
+    }
+    if (this.openIngests.has(ref)) throw new Conflict(`ingest ${ref} is in use`);
+    this.openIngests.add(ref);
+    try {
+      return await FileIngest.open(path.join(this.ingestDir, ref), ref, expected, {
+        publish: (tmp, digest, size) => this.publish(tmp, digest, size),
+        blobPath: (digest) => this.blobPath(digest),
+        release: () => this.openIngests.delete(ref),
+      });
+    } catch (err) {
+      this.openIngests.delete(ref);
+      throw err;
+    }
   }
 
   createWriter(expected?: ExpectedBlob): BlobWriter {
@@ -329,5 +376,256 @@ class FileBlobWriter extends Writable implements BlobWriter {
     }
     this.closeFd();
     fs.rmSync(this.file, { force: true });
+  }
+}
+
+interface IngestHooks {
+  publish(tmp: string, digest: Digest, size: number): CommitResult;
+  blobPath(digest: Digest): string;
+  release(): void;
+}
+
+const READ_CHUNK = 1 << 20;
+
+/** `Ingest` on a file under `ingest/`; appends at the end, followers read through their own fd. */
+class FileIngest implements Ingest {
+  private fd: number | null;
+  private readonly hash = newHash('sha256');
+  private bytes: number;
+  private state: 'open' | 'committed' | 'closed' = 'open';
+  private failure: Error | null = null;
+  private appending = false;
+  private committedPath: string | null = null;
+  private readonly waiters = new Set<() => void>();
+
+  private constructor(
+    private readonly file: string,
+    readonly ref: string,
+    readonly expected: Required<ExpectedBlob>,
+    private readonly hooks: IngestHooks,
+    fd: number,
+    size: number,
+  ) {
+    this.fd = fd;
+    this.bytes = size;
+  }
+
+  static async open(
+    file: string,
+    ref: string,
+    expected: Required<ExpectedBlob>,
+    hooks: IngestHooks,
+  ): Promise<FileIngest> {
+    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+    try {
+      let size = fs.fstatSync(fd).size;
+      if (size > expected.size) {
+        // Longer than the blob can be: not a prefix of it. Start again.
+        fs.ftruncateSync(fd, 0);
+        size = 0;
+      }
+      const ingest = new FileIngest(file, ref, expected, hooks, fd, 0);
+      await ingest.rehash(size);
+      return ingest;
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+  }
+
+  /** Feeds the bytes already on disk to the hash (the state of a hash cannot be saved). */
+  private async rehash(size: number): Promise<void> {
+    const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(size, 1)));
+    while (this.bytes < size) {
+      const want = Math.min(buf.length, size - this.bytes);
+      const n = await new Promise<number>((resolve, reject) =>
+        fs.read(this.fd!, buf, 0, want, this.bytes, (err, read) => (err ? reject(err) : resolve(read))),
+      );
+      if (n === 0) break;
+      this.hash.update(buf.subarray(0, n));
+      this.bytes += n;
+    }
+  }
+
+  get size(): number {
+    return this.bytes;
+  }
+
+  private notify(): void {
+    const waiting = [...this.waiters];
+    this.waiters.clear();
+    for (const wake of waiting) wake();
+  }
+
+  append(): Writable {
+    if (this.state !== 'open') throw new Error(`ingest ${this.ref} is ${this.state}`);
+    if (this.appending) throw new Conflict(`ingest ${this.ref} already has a writer`);
+    this.appending = true;
+    const write = (chunks: Buffer[], callback: (error?: Error | null) => void): void => {
+      if (this.state !== 'open' || this.fd === null) {
+        callback(new Error(`ingest ${this.ref} is ${this.state}`));
+        return;
+      }
+      const length = chunks.reduce((sum, c) => sum + c.length, 0);
+      if (this.bytes + length > this.expected.size) {
+        callback(new InvalidArgument(`size mismatch: more than the expected ${this.expected.size} bytes`));
+        return;
+      }
+      for (const chunk of chunks) this.hash.update(chunk);
+      this.writeAll(chunks, this.bytes, length, callback);
+    };
+    return new Writable({
+      highWaterMark: 1 << 20,
+      write: (chunk: Buffer, _encoding, callback) => write([chunk], callback),
+      writev: (chunks, callback) =>
+        write(
+          chunks.map((c) => c.chunk as Buffer),
+          callback,
+        ),
+      destroy: (error, callback) => {
+        this.appending = false;
+        callback(error);
+      },
+      final: (callback) => {
+        this.appending = false;
+        callback();
+      },
+    });
+  }
+
+  private writeAll(
+    chunks: Buffer[],
+    position: number,
+    remaining: number,
+    callback: (error?: Error | null) => void,
+  ): void {
+    fs.writev(this.fd!, chunks, position, (err, written) => {
+      if (err) return callback(err);
+      this.bytes += written;
+      this.notify();
+      if (written >= remaining) return callback();
+      // A short write: continue after what was written.
+      let skip = written;
+      const rest: Buffer[] = [];
+      for (const chunk of chunks) {
+        if (skip >= chunk.length) {
+          skip -= chunk.length;
+          continue;
+        }
+        rest.push(skip > 0 ? chunk.subarray(skip) : chunk);
+        skip = 0;
+      }
+      this.writeAll(rest, position + written, remaining - written, callback);
+    });
+  }
+
+  async commit(): Promise<CommitResult> {
+    if (this.state !== 'open') throw new Error(`ingest ${this.ref} is ${this.state}`);
+    if (this.appending) throw new Error(`ingest ${this.ref} still has a writer`);
+    const fd = this.fd!;
+    if (this.bytes !== this.expected.size) {
+      const error = new InvalidArgument(
+        `size mismatch: expected ${this.expected.size} bytes, got ${this.bytes}`,
+      );
+      this.finish(error, this.bytes < this.expected.size);
+      throw error;
+    }
+    const digest: Digest = `sha256:${this.hash.digest('hex')}`;
+    if (digest !== this.expected.digest) {
+      const error = new InvalidArgument(`digest mismatch: expected ${this.expected.digest}, got ${digest}`);
+      this.finish(error, false);
+      throw error;
+    }
+    try {
+      await new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
+      const result = this.hooks.publish(this.file, digest, this.bytes);
+      this.committedPath = this.hooks.blobPath(digest);
+      this.state = 'committed';
+      this.closeFd();
+      this.hooks.release();
+      this.notify();
+      return result;
+    } catch (err) {
+      this.finish(err instanceof Error ? err : new Error(String(err)), false);
+      throw err;
+    }
+  }
+
+  async close(options: { keep?: boolean } = {}): Promise<void> {
+    if (this.state !== 'open') return;
+    this.finish(
+      new Error(`ingest ${this.ref} was closed before its blob was complete`),
+      options.keep ?? false,
+    );
+  }
+
+  private finish(error: Error, keep: boolean): void {
+    this.state = 'closed';
+    this.failure = error;
+    this.closeFd();
+    if (!keep) fs.rmSync(this.file, { force: true });
+    this.hooks.release();
+    this.notify();
+  }
+
+  private closeFd(): void {
+    if (this.fd === null) return;
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // already closed
+    }
+    this.fd = null;
+  }
+
+  follow(): Readable {
+    const file = this.state === 'committed' ? this.committedPath! : this.file;
+    const fd = fs.openSync(file, 'r');
+    let position = 0;
+    let busy = false;
+    const ingest = this;
+    const stream: Readable = new Readable({
+      highWaterMark: READ_CHUNK,
+      read() {
+        pump();
+      },
+      destroy(error, callback) {
+        ingest.waiters.delete(pump);
+        fs.close(fd, () => callback(error));
+      },
+    });
+    function pump(): void {
+      if (busy || stream.destroyed) return;
+      const end = ingest.state === 'committed' ? ingest.expected.size : ingest.bytes;
+      if (position < end) {
+        busy = true;
+        const length = Math.min(READ_CHUNK, end - position);
+        const buf = Buffer.allocUnsafe(length);
+        fs.read(fd, buf, 0, length, position, (err, n) => {
+          busy = false;
+          if (err) {
+            stream.destroy(err);
+            return;
+          }
+          if (n === 0) {
+            ingest.waiters.add(pump);
+            return;
+          }
+          position += n;
+          if (stream.push(buf.subarray(0, n))) pump();
+        });
+        return;
+      }
+      if (ingest.state === 'committed') {
+        stream.push(null);
+        return;
+      }
+      if (ingest.state === 'closed') {
+        stream.destroy(ingest.failure ?? new Error(`ingest ${ingest.ref} was closed`));
+        return;
+      }
+      ingest.waiters.add(pump);
+    }
+    return stream;
   }
 }

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { Router } from '../api/router.js';
 import { registerArchiveRoutes } from '../api/routes/archive.js';
 import { registerContainerRoutes } from '../api/routes/containers.js';
+import { registerDistributionRoutes } from '../api/routes/distribution.js';
 import { registerExecRoutes } from '../api/routes/exec.js';
 import { registerHiveRoutes } from '../api/routes/hive.js';
 import { registerImageRoutes } from '../api/routes/images.js';
@@ -16,6 +17,7 @@ import { type LogLevel, logger, setLogLevel } from '../common/log.js';
 import { ContainerService } from '../containers/service.js';
 import { containersSchema } from '../containers/store.js';
 import { FileContentStore } from '../content/store.js';
+import { DistributionService } from '../distribution/service.js';
 import { ImageService, imagesSchema } from '../images/service.js';
 import { detectCgroupLayout, repairHybridCgroups } from '../runtime/cgroups.js';
 import { OciRuntime } from '../runtime/oci.js';
@@ -28,12 +30,16 @@ export const DEFAULT_ROOT = '/var/lib/strata';
 export const DEFAULT_SOCKET = '/run/strata/strata.sock';
 
 const USAGE = `Usage: strata daemon [--root DIR] [--socket PATH] [--default-runtime crun|runc] [--log-level LEVEL]
+                     [--insecure-registry HOST:PORT]...
 
 Runs the Strata engine in the foreground, serving the Docker Engine API on a unix socket.
   --root DIR             state directory (default ${DEFAULT_ROOT})
   --socket PATH          API socket (default ${DEFAULT_SOCKET}), mode 0660, group "strata" when it exists
   --default-runtime NAME OCI runtime for containers that do not name one (default crun)
-  --log-level LEVEL      debug, info, warn or error (default info)`;
+  --log-level LEVEL      debug, info, warn or error (default info)
+  --insecure-registry HOST:PORT
+                         allow plain HTTP (and unverified TLS) to this registry; repeatable;
+                         also HOST or an IPv4 CIDR. Loopback registries are always allowed`;
 
 function which(binary: string): string | null {
   for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
@@ -83,6 +89,7 @@ export async function main(argv: string[]): Promise<void> {
       socket: { type: 'string', default: DEFAULT_SOCKET },
       'default-runtime': { type: 'string', default: 'crun' },
       'log-level': { type: 'string' },
+      'insecure-registry': { type: 'string', multiple: true, default: [] },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -178,7 +185,15 @@ export async function main(argv: string[]): Promise<void> {
       }
     },
   });
-  registerImageRoutes(router, { images, events });
+  const distribution = new DistributionService({
+    db,
+    images,
+    content,
+    snapshotter,
+    insecureRegistries: values['insecure-registry'],
+  });
+  registerDistributionRoutes(router, { distribution });
+  registerImageRoutes(router, { images, events, distribution });
 
   const server = createApiServer(router);
   await new Promise<void>((resolve, reject) => {

@@ -105,6 +105,12 @@ export interface CreateImageOptions {
   created?: string;
 }
 
+/** Held by an operation that will reference layers and blobs it is writing (see `lease`). */
+export interface ImageLease {
+  add(digest: Digest): void;
+  release(): void;
+}
+
 /** One message of a JSON progress stream (`{"stream": …}`, `{"status": …}`). */
 export type ProgressMessage = Record<string, unknown>;
 
@@ -185,6 +191,8 @@ export class ImageService {
   private readonly events: EventBus;
   private readonly mutex = new Mutex();
   private readonly configCache = new Map<Digest, ImageConfig>();
+  /** Layers (chain ids) and blobs an operation in progress will reference: never removed meanwhile. */
+  private readonly leases = new Map<Digest, number>();
   private imageUsers: (imageId: Digest) => ImageUser[] = () => [];
 
   constructor(deps: ImageServiceDeps) {
@@ -592,7 +600,7 @@ export class ImageService {
   private removeUnreferencedLayers(chainIds: readonly Digest[]): Digest[] {
     const removed: Digest[] = [];
     for (const chainId of [...chainIds].reverse()) {
-      if (this.store.isChainReferenced(chainId)) break;
+      if (this.store.isChainReferenced(chainId) || this.leases.has(chainId)) break;
       if (!this.snapshotter.getLayer(chainId)) continue;
       try {
         this.snapshotter.removeLayer(chainId);
@@ -608,7 +616,7 @@ export class ImageService {
 
   private removeUnreferencedBlobs(digests: Iterable<Digest>): void {
     for (const digest of new Set(digests)) {
-      if (!this.store.isBlobReferenced(digest)) this.content.delete(digest);
+      if (!this.store.isBlobReferenced(digest) && !this.leases.has(digest)) this.content.delete(digest);
     }
   }
 
@@ -692,6 +700,116 @@ export class ImageService {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Registry transfers (used by the distribution part)
+
+  /**
+   * Protects layers (chain ids) and blobs that an operation outside this service is about to
+   * reference — a pull writes them before the image row exists — from removal as unreferenced.
+   * Take the lease in the same tick as the check that the layer exists; release it when the image is
+   * recorded or the operation gave up.
+   */
+  lease(digests: Iterable<Digest> = []): ImageLease {
+    const held: Digest[] = [];
+    const add = (digest: Digest): void => {
+      held.push(digest);
+      this.leases.set(digest, (this.leases.get(digest) ?? 0) + 1);
+    };
+    for (const digest of digests) add(digest);
+    let released = false;
+    return {
+      add,
+      release: () => {
+        if (released) return;
+        released = true;
+        for (const digest of held) {
+          const count = (this.leases.get(digest) ?? 1) - 1;
+          if (count > 0) this.leases.set(digest, count);
+          else this.leases.delete(digest);
+        }
+      },
+    };
+  }
+
+  /** A recorded layer with this chain id whose blob is stored (any image's: the layer is the same). */
+  findLayer(chainId: Digest): LayerRecord | null {
+    const layer = this.store.layerByChain(chainId);
+    return layer && this.content.has(layer.blobDigest) ? layer : null;
+  }
+
+  /** True when the image is stored and visible. */
+  hasImage(id: Digest): boolean {
+    return this.store.get(id) !== null;
+  }
+
+  /**
+   * Records a pulled image whose layers are already unpacked: its config blob, the image row and its
+   * references — `tag` (when pulled by tag) and `digestRef` (`repo@sha256:…`, its RepoDigest).
+   * `updated` tells whether the requested reference now names another image than before (Docker's
+   * "Downloaded newer image" against "Image is up to date").
+   */
+  registerPulledImage(params: {
+    configBytes: Buffer;
+    layers: readonly LayerRecord[];
+    tag: NamedReference | null;
+    digestRef: NamedReference;
+  }): Promise<{ id: Digest; updated: boolean }> {
+    return this.mutex.run(() => {
+      const config = parseImageConfig(params.configBytes);
+      if (config.rootfs.diff_ids.length !== params.layers.length) {
+        throw new InvalidArgument('image config and layers disagree on the number of layers');
+      }
+      for (const [i, layer] of params.layers.entries()) {
+        if (layer.diffId !== config.rootfs.diff_ids[i]) {
+          throw new InvalidArgument(`layer ${i} does not match the image config's diff id`);
+        }
+        if (!this.snapshotter.hasLayer(layer.chainId)) throw new NotFound(`layer ${layer.chainId} not found`);
+      }
+      const blob = this.content.writeSmall(params.configBytes);
+      const id = blob.digest;
+      const requested = params.tag ?? params.digestRef;
+      let updated = false;
+      this.store.transaction(() => {
+        const added = this.store.putImage(
+          {
+            id,
+            config: params.configBytes.toString('utf8'),
+            parentId: null,
+            chainId: params.layers.at(-1)?.chainId ?? null,
+            size: params.layers.reduce((sum, l) => sum + l.size, 0),
+            createdAt: Date.now(),
+          },
+          params.layers,
+        );
+        updated = added || this.store.getRef(refKey(requested))?.imageId !== id;
+        if (params.tag) this.store.setRef(refKey(params.tag), id, 'tag');
+        this.store.setRef(refKey({ ...params.digestRef, tag: null }), id, 'digest');
+        if (params.tag) this.store.setLastTagTime(id, new Date().toISOString());
+      });
+      const name = familiarString(requested);
+      this.events.publish('image', 'pull', name, { name });
+      return { id, updated };
+    });
+  }
+
+  /** Adds `repo@sha256:…` to an image's RepoDigests (after a push). */
+  addDigestReference(imageId: Digest, ref: NamedReference): void {
+    if (ref.digest === null) throw new InvalidArgument('a digest reference needs a digest');
+    this.store.transaction(() => {
+      if (this.store.get(imageId)) this.store.setRef(refKey({ ...ref, tag: null }), imageId, 'digest');
+    });
+  }
+
+  /** The tags of one repository (`docker push repo` without a tag pushes them all), sorted. */
+  repositoryTags(repository: NamedReference): Array<{ ref: NamedReference; imageId: Digest }> {
+    return this.store
+      .allRefs()
+      .filter((r) => r.kind === 'tag')
+      .map((r) => ({ ref: parseReference(r.ref), imageId: r.imageId }))
+      .filter((r) => fullName(r.ref) === fullName(repository) && this.store.get(r.imageId) !== null)
+      .sort((a, b) => (a.ref.tag ?? '').localeCompare(b.ref.tag ?? ''));
+  }
+
+  // -------------------------------------------------------------------------------------------
   // Adding images
 
   /**
@@ -731,7 +849,12 @@ export class ImageService {
 
   private removeUnreferencedLayersAll(chains: readonly Digest[]): void {
     for (const chainId of [...chains].reverse()) {
-      if (this.store.isChainReferenced(chainId) || !this.snapshotter.getLayer(chainId)) continue;
+      if (
+        this.store.isChainReferenced(chainId) ||
+        this.leases.has(chainId) ||
+        !this.snapshotter.getLayer(chainId)
+      )
+        continue;
       try {
         this.snapshotter.removeLayer(chainId);
       } catch (err) {

@@ -208,6 +208,14 @@ export class ImageStore {
     return out;
   }
 
+  /** Some image's record of the layer with this chain id (any image: the layer is the same). */
+  layerByChain(chainId: Digest): LayerRecord | null {
+    const row = this.db.prepare('SELECT * FROM image_layers WHERE chain_id = ? LIMIT 1').get(chainId) as
+      | LayerRowRaw
+      | undefined;
+    return row ? toLayer(row) : null;
+  }
+
   refsOf(id: Digest): RefRow[] {
     return (
       this.db.prepare('SELECT * FROM image_refs WHERE image_id = ? ORDER BY ref').all(id) as RefRowRaw[]

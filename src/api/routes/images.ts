@@ -4,13 +4,17 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InvalidArgument, NotFound } from '../../common/errors.js';
 import type { EventBus } from '../../common/events.js';
+import type { DistributionService } from '../../distribution/service.js';
 import { familiarName, parseNormalizedNamed } from '../../images/reference.js';
 import type { ImageService } from '../../images/service.js';
 import { JsonStream, parseFilters, queryBool, type RouteTable, sendEmpty, sendJson } from '../http.js';
+import { handlePull } from './distribution.js';
 
 export interface ImageRouteDeps {
   images: ImageService;
   events: EventBus;
+  /** The registry client; without it, pulls answer that no repository exists. */
+  distribution?: DistributionService;
 }
 
 const LIST_FILTERS = ['dangling', 'label', 'before', 'since', 'reference'];
@@ -53,6 +57,10 @@ export function registerImageRoutes(routes: RouteTable, deps: ImageRouteDeps): v
     const fromImage = query.get('fromImage');
     const fromSrc = query.get('fromSrc');
     if (fromImage) {
+      if (deps.distribution) {
+        await handlePull(req, res, query, deps.distribution);
+        return;
+      }
       req.resume();
       // Registry pulls arrive with the distribution part; until then no repository exists.
       const repo = familiarName(parseNormalizedNamed(fromImage));

@@ -1,0 +1,110 @@
+import { z } from 'zod';
+
+/**
+ * Credentials as clients hand them to the daemon, and the registry's authentication challenges.
+ *
+ * The docker CLI sends `X-Registry-Auth: base64url(JSON)` on pull and push (`e30=` = `{}` when it has
+ * nothing), dockerode uses the standard alphabet, `POST /auth` carries the same JSON as its body.
+ * A registry answers a request it wants credentials for with `401` and
+ * `WWW-Authenticate: Bearer realm="…",service="…",scope="…"` (Docker token auth) or `Basic realm="…"`.
+ */
+export interface RegistryCredentials {
+  username?: string;
+  password?: string;
+  /** OAuth2 refresh token from an earlier login (`IdentityToken`). */
+  identityToken?: string;
+  /** A bearer token to send as is. */
+  registryToken?: string;
+}
+
+export const authConfigSchema = z.looseObject({
+  username: z.string().nullish(),
+  password: z.string().nullish(),
+  auth: z.string().nullish(),
+  email: z.string().nullish(),
+  serveraddress: z.string().nullish(),
+  identitytoken: z.string().nullish(),
+  registrytoken: z.string().nullish(),
+});
+export type AuthConfig = z.infer<typeof authConfigSchema>;
+
+/** The credentials of an auth config; `auth` (base64 `user:password`) fills in what is missing. */
+export function credentialsOf(config: AuthConfig): RegistryCredentials {
+  const out: RegistryCredentials = {};
+  let username = config.username ?? '';
+  let password = config.password ?? '';
+  if ((username === '' || password === '') && config.auth) {
+    const decoded = Buffer.from(config.auth, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    if (colon > 0) {
+      username ||= decoded.slice(0, colon);
+      password ||= decoded.slice(colon + 1);
+    }
+  }
+  if (username !== '') out.username = username;
+  if (password !== '') out.password = password;
+  if (config.identitytoken) out.identityToken = config.identitytoken;
+  if (config.registrytoken) out.registryToken = config.registrytoken;
+  return out;
+}
+
+/**
+ * Decodes `X-Registry-Auth`. Either base64 alphabet, with or without padding; anything that does not
+ * decode to a JSON object means "no credentials", as dockerd treats it.
+ */
+export function parseRegistryAuthHeader(value: string | string[] | undefined): RegistryCredentials {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (!text || text.trim() === '') return {};
+  const normalized = text.trim().replace(/-/g, '+').replace(/_/g, '/');
+  let json: unknown;
+  try {
+    json = JSON.parse(Buffer.from(normalized, 'base64').toString('utf8'));
+  } catch {
+    return {};
+  }
+  const parsed = authConfigSchema.safeParse(json);
+  return parsed.success ? credentialsOf(parsed.data) : {};
+}
+
+export function hasCredentials(credentials: RegistryCredentials): boolean {
+  return (
+    credentials.username !== undefined ||
+    credentials.identityToken !== undefined ||
+    credentials.registryToken !== undefined
+  );
+}
+
+export interface Challenge {
+  scheme: 'bearer' | 'basic';
+  params: Record<string, string>;
+}
+
+/**
+ * Parses `WWW-Authenticate` (RFC 7235): `Bearer realm="https://x/token",service="x",scope="a b"`.
+ * Returns the Bearer challenge when there is one, else Basic, else null.
+ */
+export function parseChallenges(header: string | string[] | undefined): Challenge | null {
+  const values = header === undefined ? [] : Array.isArray(header) ? header : [header];
+  const found: Challenge[] = [];
+  for (const value of values) {
+    let current: Challenge | null = null;
+    const re =
+      /\s*(?:([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))|([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*))\s*,?/y;
+    re.lastIndex = 0;
+    while (re.lastIndex < value.length) {
+      const m = re.exec(value);
+      if (m === null) break;
+      if (m[0] === '') break;
+      if (m[4] !== undefined) {
+        const scheme = m[4].toLowerCase();
+        current = scheme === 'bearer' || scheme === 'basic' ? { scheme, params: {} } : null;
+        if (current) found.push(current);
+        continue;
+      }
+      if (current && m[1] !== undefined) {
+        current.params[m[1].toLowerCase()] = m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : (m[3] ?? '');
+      }
+    }
+  }
+  return found.find((c) => c.scheme === 'bearer') ?? found.find((c) => c.scheme === 'basic') ?? null;
+}
