@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Router } from '../api/router.js';
 import { registerArchiveRoutes } from '../api/routes/archive.js';
+import { registerBuildRoutes } from '../api/routes/build.js';
+import { registerCommitRoutes } from '../api/routes/commit.js';
 import { registerContainerRoutes } from '../api/routes/containers.js';
 import { registerDistributionRoutes } from '../api/routes/distribution.js';
 import { registerExecRoutes } from '../api/routes/exec.js';
@@ -11,6 +13,7 @@ import { registerHiveRoutes } from '../api/routes/hive.js';
 import { registerImageRoutes } from '../api/routes/images.js';
 import { registerSystemRoutes } from '../api/routes/system.js';
 import { createApiServer } from '../api/server.js';
+import { BuildService, buildSchema } from '../build/service.js';
 import { errorMessage } from '../common/errors.js';
 import { EventBus } from '../common/events.js';
 import { type LogLevel, logger, setLogLevel } from '../common/log.js';
@@ -130,7 +133,7 @@ export async function main(argv: string[]): Promise<void> {
     `using OCI runtime ${defaultRuntime} (cgroup layout ${layout}); available: ${[...runtimes.keys()].join(', ')}`,
   );
 
-  const db = openStore(root, [snapshotsSchema, ...imagesSchema, containersSchema]);
+  const db = openStore(root, [snapshotsSchema, ...imagesSchema, containersSchema, buildSchema]);
   const events = new EventBus();
   const content = new FileContentStore(root);
   const snapshotter = new OverlaySnapshotter(db, path.join(root, 'snapshots'));
@@ -160,6 +163,8 @@ export async function main(argv: string[]): Promise<void> {
   await images
     .collectGarbage()
     .catch((err) => log.warn('image garbage collection failed', { error: errorMessage(err) }));
+
+  const builder = new BuildService({ db, root, images, containers, snapshotter, events });
 
   const router = new Router();
   registerSystemRoutes(router, {
@@ -194,6 +199,8 @@ export async function main(argv: string[]): Promise<void> {
   });
   registerDistributionRoutes(router, { distribution });
   registerImageRoutes(router, { images, events, distribution });
+  registerBuildRoutes(router, { builder });
+  registerCommitRoutes(router, { containers, images, snapshotter, events });
 
   const server = createApiServer(router);
   await new Promise<void>((resolve, reject) => {

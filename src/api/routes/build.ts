@@ -1,0 +1,164 @@
+import { once } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { PassThrough, type Readable } from 'node:stream';
+import { RunFailedError } from '../../build/errors.js';
+import type { Builder, BuildOptions, NetworkMode } from '../../build/service.js';
+import { errorMessage, InvalidArgument } from '../../common/errors.js';
+import { parseGoDuration } from '../../images/config.js';
+import { parseFilters, queryBool, type RouteTable, sendJson } from '../http.js';
+
+export interface BuildRouteDeps {
+  builder: Builder;
+}
+
+/**
+ * `POST /build` (the classic builder the docker CLI uses without buildx) and `POST /build/prune`.
+ * The build answers 200 only when it has something to say: a context or Dockerfile it cannot use is
+ * an HTTP error, as with dockerd; from the first progress line on, errors travel in the stream.
+ */
+function jsonObject(query: URLSearchParams, name: string): Record<string, unknown> {
+  const raw = query.get(name);
+  if (raw === null || raw === '') return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch (err) {
+    throw new InvalidArgument(`invalid ${name}: ${errorMessage(err)}`);
+  }
+  if (value === null) return {};
+  if (typeof value !== 'object' || Array.isArray(value))
+    throw new InvalidArgument(`invalid ${name}: expected a JSON object`);
+  return value as Record<string, unknown>;
+}
+
+export function parseBuildOptions(query: URLSearchParams): BuildOptions {
+  if (query.get('remote')) {
+    throw new InvalidArgument(
+      'remote build contexts (git or URL) are not supported: send the context as a tar',
+    );
+  }
+  if (query.get('version') === '2') {
+    throw new InvalidArgument(
+      'BuildKit (version=2) is not supported by Strata: use the classic builder (DOCKER_BUILDKIT=0)',
+    );
+  }
+  const buildArgs = new Map<string, string | null>();
+  for (const [key, value] of Object.entries(jsonObject(query, 'buildargs'))) {
+    if (value !== null && typeof value !== 'string')
+      throw new InvalidArgument(`invalid buildargs: ${key} is not a string`);
+    buildArgs.set(key, value);
+  }
+  const labels: Record<string, string> = {};
+  for (const [key, value] of Object.entries(jsonObject(query, 'labels'))) {
+    if (typeof value !== 'string') throw new InvalidArgument(`invalid labels: ${key} is not a string`);
+    labels[key] = value;
+  }
+  const network = (query.get('networkmode') ?? '').toLowerCase();
+  let networkMode: NetworkMode;
+  if (network === '' || network === 'default' || network === 'bridge') networkMode = 'default';
+  else if (network === 'none' || network === 'host') networkMode = network;
+  else
+    throw new InvalidArgument(
+      `network mode ${JSON.stringify(network)} is not supported for builds (use none, host or default)`,
+    );
+  return {
+    dockerfile: query.get('dockerfile') || 'Dockerfile',
+    tags: query.getAll('t').filter((t) => t !== ''),
+    buildArgs,
+    labels,
+    noCache: queryBool(query, 'nocache'),
+    pull: queryBool(query, 'pull'),
+    quiet: queryBool(query, 'q'),
+    removeIntermediate: queryBool(query, 'rm', true) || queryBool(query, 'forcerm'),
+    target: query.get('target') || null,
+    platform: query.get('platform') || null,
+    networkMode,
+  };
+}
+
+/** The request body as a stream the builder may destroy without cutting the connection. */
+function detachedBody(req: IncomingMessage): { body: Readable; finish: () => Promise<void> } {
+  const body = new PassThrough({ highWaterMark: 1 << 20 });
+  req.pipe(body);
+  req.on('error', (err) => body.destroy(err));
+  req.on('aborted', () => body.destroy(new Error('the client closed the connection')));
+  body.on('close', () => req.unpipe(body));
+  return {
+    body,
+    async finish() {
+      req.unpipe(body);
+      if (req.readableEnded || req.destroyed) return;
+      req.resume();
+      await once(req, 'end').catch(() => undefined);
+    },
+  };
+}
+
+/** A progress stream whose 200 goes out with the first message. */
+class LazyProgressStream {
+  started = false;
+  private closed = false;
+
+  constructor(private readonly res: ServerResponse) {
+    res.on('close', () => {
+      this.closed = true;
+    });
+  }
+
+  write(message: unknown): void {
+    if (this.closed) return;
+    if (!this.started) {
+      this.started = true;
+      this.res.writeHead(200, { 'Content-Type': 'application/json' });
+    }
+    this.res.write(`${JSON.stringify(message)}\r\n`);
+  }
+
+  error(err: unknown, code?: number): void {
+    const message = errorMessage(err);
+    this.write({ errorDetail: code === undefined ? { message } : { code, message }, error: message });
+  }
+
+  end(): void {
+    if (this.closed) return;
+    if (!this.started) this.res.writeHead(200, { 'Content-Type': 'application/json' });
+    this.res.end();
+  }
+}
+
+export function registerBuildRoutes(routes: RouteTable, deps: BuildRouteDeps): void {
+  routes.add('POST', '/build', async ({ req, res, query }) => {
+    const options = parseBuildOptions(query);
+    const abort = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    const { body, finish } = detachedBody(req);
+    const stream = new LazyProgressStream(res);
+    try {
+      await deps.builder.build(
+        body,
+        options,
+        {
+          stream: (text) => stream.write({ stream: text }),
+          aux: (id) => stream.write({ aux: { ID: id } }),
+        },
+        abort.signal,
+      );
+    } catch (err) {
+      await finish();
+      if (!stream.started) throw err;
+      stream.error(err, err instanceof RunFailedError ? err.exitCode : undefined);
+    }
+    stream.end();
+  });
+
+  routes.add('POST', '/build/prune', async ({ res, query }) => {
+    const filters = parseFilters(query, ['until', 'unused-for']);
+    let untilMs: number | undefined;
+    for (const value of [...(filters.get('until') ?? []), ...(filters.get('unused-for') ?? [])]) {
+      untilMs = Date.now() - parseGoDuration(value) / 1e6;
+    }
+    sendJson(res, 200, await deps.builder.prune({ all: queryBool(query, 'all'), untilMs }));
+  });
+}

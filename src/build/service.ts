@@ -1,0 +1,192 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Digest } from '../common/digest.js';
+import { Conflict, errorMessage, InvalidArgument, NotFound } from '../common/errors.js';
+import type { EventBus } from '../common/events.js';
+import { ensureDir } from '../common/fsutil.js';
+import { logger } from '../common/log.js';
+import { parseNormalizedNamed } from '../images/reference.js';
+import type { DeleteItem } from '../images/service.js';
+import type { Snapshotter } from '../snapshots/snapshotter.js';
+import type { Db } from '../store/db.js';
+import {
+  Build,
+  type BuildContainers,
+  type BuildImages,
+  type BuildOptions,
+  type BuildOutput,
+  checkPlatform,
+} from './builder.js';
+import { BuildCache } from './cache.js';
+import { BuildContext } from './context.js';
+import { parseStages } from './instructions.js';
+import { IgnoreMatcher } from './patterns.js';
+
+export type { BuildOptions, BuildOutput, NetworkMode } from './builder.js';
+export { buildSchema } from './cache.js';
+
+const log = logger('build');
+
+/**
+ * Dockerfile builds and their cache.
+ *
+ * Lifecycle of `build`: the options are checked (tags, platform); the context streams into a
+ * private work directory (`<root>/build/tmp/<id>`: one data file, hashed on the way); the
+ * Dockerfile is read from it and parsed, `.dockerignore` applied — failures up to here are plain
+ * request errors, nothing has been written to the client; then the steps run, writing progress to
+ * `output`, each step first asking the cache (SQLite: key → image) and otherwise producing a new
+ * image from a container (RUN) or an overlay mount (COPY/ADD/WORKDIR). At the end the image is
+ * tagged and the work directory removed. A client that disconnects aborts `signal`: the running
+ * step's container is killed and removed, mounts are released, nothing is tagged.
+ *
+ * `prune` (`docker builder prune`) forgets cache entries and removes the untagged images only the
+ * cache kept alive; images deleted by other means (`docker rmi`, `docker image prune`) drop their
+ * cache entries as they go.
+ */
+export interface Builder {
+  build(context: Readable, options: BuildOptions, output: BuildOutput, signal: AbortSignal): Promise<Digest>;
+  prune(options: PruneOptions): Promise<PruneResult>;
+}
+
+export interface PruneOptions {
+  /** Forget every cache entry, not only those whose image is gone or unused. */
+  all: boolean;
+  /** Only entries not used since this time (ms since the epoch). */
+  untilMs?: number;
+}
+
+export interface PruneResult {
+  CachesDeleted: string[] | null;
+  SpaceReclaimed: number;
+}
+
+/** The image operations `prune` needs on top of the build's. */
+export interface BuildServiceImages extends BuildImages {
+  remove(ref: string, options?: { force?: boolean; noprune?: boolean }): Promise<DeleteItem[]>;
+}
+
+export interface BuildServiceDeps {
+  db: Db;
+  /** The daemon root; work directories live in `<root>/build/tmp`. */
+  root: string;
+  images: BuildServiceImages;
+  containers: BuildContainers;
+  snapshotter: Snapshotter;
+  events: EventBus;
+}
+
+export class BuildService implements Builder {
+  private readonly cache: BuildCache;
+  private readonly tmpDir: string;
+
+  constructor(private readonly deps: BuildServiceDeps) {
+    this.cache = new BuildCache(deps.db);
+    this.tmpDir = path.join(deps.root, 'build', 'tmp');
+    this.sweep();
+    ensureDir(this.tmpDir, 0o700);
+    deps.events.subscribe((event) => {
+      if (event.Type === 'image' && event.Action === 'delete' && event.Actor.ID.startsWith('sha256:')) {
+        this.cache.forgetImage(event.Actor.ID as Digest);
+      }
+    });
+  }
+
+  /** Work directories of builds that were running when the daemon stopped: unmount and delete. */
+  private sweep(): void {
+    if (!fs.existsSync(this.tmpDir)) return;
+    for (const build of fs.readdirSync(this.tmpDir)) {
+      const buildDir = path.join(this.tmpDir, build);
+      try {
+        for (const entry of fs.readdirSync(buildDir)) {
+          const dir = path.join(buildDir, entry);
+          if (this.deps.snapshotter.isContainerMounted(dir)) this.deps.snapshotter.unmountContainer(dir);
+        }
+      } catch (err) {
+        log.warn('cleaning a stale build directory failed', { dir: buildDir, error: errorMessage(err) });
+      }
+      fs.rmSync(buildDir, { recursive: true, force: true });
+    }
+  }
+
+  async build(
+    body: Readable,
+    options: BuildOptions,
+    output: BuildOutput,
+    signal: AbortSignal,
+  ): Promise<Digest> {
+    for (const tag of options.tags) {
+      const ref = parseNormalizedNamed(tag);
+      if (ref.digest !== null)
+        throw new InvalidArgument(`invalid tag ${JSON.stringify(tag)}: a tag cannot name a digest`);
+    }
+    if (options.platform !== null && options.platform !== '') checkPlatform(options.platform);
+    const workDir = fs.mkdtempSync(path.join(this.tmpDir, 'b-'));
+    let context: BuildContext | null = null;
+    try {
+      context = await BuildContext.receive(body, workDir, options.dockerfile);
+      const dockerfileName = options.dockerfile;
+      let text = context.readSmallFile(dockerfileName);
+      if (text === null && dockerfileName === 'Dockerfile') text = context.readSmallFile('dockerfile');
+      if (text === null) throw new InvalidArgument(`Cannot locate specified Dockerfile: ${dockerfileName}`);
+      const ignore =
+        context.readSmallFile(`${dockerfileName}.dockerignore`) ?? context.readSmallFile('.dockerignore');
+      if (ignore !== null) context.exclude(new IgnoreMatcher(ignore.toString('utf8')));
+      const dockerfile = parseStages(text.toString('utf8'));
+      const build = new Build(
+        {
+          images: this.deps.images,
+          containers: this.deps.containers,
+          snapshotter: this.deps.snapshotter,
+          cache: this.cache,
+        },
+        dockerfile,
+        context,
+        options,
+        output,
+        workDir,
+        signal,
+      );
+      const started = performance.now();
+      const id = await build.run();
+      log.info('image built', { id, ms: Math.round(performance.now() - started), context: context.bytes });
+      return id;
+    } finally {
+      context?.close();
+      fs.rmSync(workDir, { recursive: true, force: true });
+    }
+  }
+
+  async prune(options: PruneOptions): Promise<PruneResult> {
+    const rows = this.cache
+      .all()
+      .filter((r) => options.untilMs === undefined || r.lastUsedAt < options.untilMs);
+    const deleted: string[] = [];
+    let reclaimed = 0;
+    for (const row of rows) {
+      const image = this.deps.images.findById(row.imageId);
+      if (image !== null && image.repoTags.length === 0) {
+        const sizes = new Map(image.layers.map((l) => [l.chainId as string, l.size]));
+        try {
+          const items = await this.deps.images.remove(row.imageId);
+          for (const item of items) if ('Deleted' in item) reclaimed += sizes.get(item.Deleted) ?? 0;
+        } catch (err) {
+          // Still the parent of another image, or used by a container: it stays, and so does its entry.
+          if (!(err instanceof Conflict) && !(err instanceof NotFound)) throw err;
+        }
+      }
+      let exists = false;
+      try {
+        this.deps.images.resolve(row.imageId);
+        exists = true;
+      } catch {
+        exists = false;
+      }
+      if (options.all || !exists) {
+        this.cache.remove(row.key);
+        deleted.push(row.key);
+      }
+    }
+    return { CachesDeleted: deleted.length > 0 ? deleted : null, SpaceReclaimed: reclaimed };
+  }
+}
