@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TarInputEntry } from '../../src/common/tar.js';
+import { RegistryProcess } from '../distribution/helpers.js';
 import { REPO_ROOT, type RunResult, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { dockerArchive, tarOf } from '../images/helpers.js';
 
@@ -413,6 +414,73 @@ describe('registry hive through the daemon', () => {
       await regOk('query', '--image', 'hive-committed', 'HKCU\\Software\\Acme'),
       /Theme {4}REG_SZ {4}light/,
     );
+  });
+
+  test('Dockerfile: COPY of a strata reg convert output, RUN writing and deleting values', async () => {
+    const context = path.join(work, 'context');
+    fs.mkdirSync(context);
+    const settings = path.join(work, 'settings.reg');
+    const text =
+      'Windows Registry Editor Version 5.00\r\n\r\n[HKEY_LOCAL_MACHINE\\Software\\Acme]\r\n"Installed"=dword:00000001\r\n\r\n' +
+      '[HKEY_LOCAL_MACHINE\\Software\\Acme\\Plugins]\r\n"C"="plugin c"\r\n';
+    fs.writeFileSync(settings, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]));
+    assert.match(
+      ok(await reg('convert', settings, path.join(context, 'hive')), 'convert'),
+      /Wrote 2 value\(s\)/,
+    );
+    fs.writeFileSync(
+      path.join(context, 'Dockerfile'),
+      'FROM hive\nCOPY hive/ /.strata/hive/\n' +
+        "RUN printf 'REG_SZ\\nbuilt\\n' > /.strata/hive/HKLM/Software/Acme/@BuildInfo && rm /.strata/hive/HKLM/Software/Acme/Plugins/@A\n",
+    );
+    await d.dockerOk(['build', '-q', '-t', 'hive-built', context]);
+    assert.equal(
+      await regOk('query', '--image', 'hive-built', 'HKLM\\Software\\Acme', '/s'),
+      '\n' +
+        'HKEY_LOCAL_MACHINE\\Software\\Acme\n' +
+        '    (Default)    REG_SZ    Acme default\n' +
+        '    BuildInfo    REG_SZ    built\n' +
+        '    Count    REG_DWORD    0x2\n' +
+        '    Installed    REG_DWORD    0x1\n' +
+        '    Name    REG_SZ    base\n\n' +
+        'HKEY_LOCAL_MACHINE\\Software\\Acme\\Plugins\n' +
+        '    B    REG_MULTI_SZ    b1\\0b2\n' +
+        '    C    REG_SZ    plugin c\n\n',
+    );
+  });
+
+  test('push to the Strata registry and pull into another daemon carry the hive, whiteouts included', async () => {
+    const registry = await RegistryProcess.strata();
+    const other = await startDaemon();
+    try {
+      const images = ['hive'];
+      if ((await d.docker(['image', 'inspect', 'hive-committed'])).code === 0) images.push('hive-committed');
+      for (const image of images) {
+        const remote = `127.0.0.1:${registry.port}/${image}:v1`;
+        await d.dockerOk(['tag', image, remote]);
+        await d.dockerOk(['push', remote]);
+        await other.dockerOk(['pull', remote]);
+        const query = (daemon: TestDaemon, ref: string) =>
+          daemon.strata(['reg', 'query', '--image', ref, 'HKLM\\Software\\Acme', '/s']);
+        const here = ok(await query(d, image), `query ${image} here`);
+        assert.equal(ok(await query(other, remote), `query ${remote} there`), here);
+        assert.doesNotMatch(here, /Removed|Legacy/);
+      }
+      // And a container on the other side sees the same files.
+      const remote = `127.0.0.1:${registry.port}/hive:v1`;
+      const listing = await other.dockerOk([
+        'run',
+        '--rm',
+        remote,
+        'ls',
+        '-a',
+        '/.strata/hive/HKLM/Software/Acme',
+      ]);
+      assert.deepEqual(listing.split('\n').sort(), ['.', '..', '@', '@Count', '@Name', 'Plugins']);
+    } finally {
+      await other.cleanup();
+      await registry.stop();
+    }
   });
 
   test('a hostile image cannot make the daemon write outside the container', async () => {
