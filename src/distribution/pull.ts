@@ -201,8 +201,17 @@ class Pull {
         tag: ref.digest === null ? ref : null,
         digestRef,
       });
-      for (const layer of this.manifest.layers)
+      this.manifest.layers.forEach((layer, i) => {
         metadata.rememberSource(layer.digest, this.session.host, ref.path);
+        const diffId = this.config.rootfs.diff_ids[i];
+        if (diffId) {
+          metadata.rememberLayerDescriptor(diffId, {
+            digest: layer.digest,
+            mediaType: layer.mediaType,
+            size: layer.size,
+          });
+        }
+      });
       metadata.rememberSource(this.configDigest, this.session.host, ref.path);
       progress({ status: `Digest: ${this.manifestDigest}` });
       progress({

@@ -8,7 +8,7 @@ import type { ImageRecord, ImageService, LayerRecord } from '../images/service.j
 import { registryError, Unauthorized } from './errors.js';
 import type { Limiter } from './limiter.js';
 import { buildManifest } from './manifest.js';
-import type { DistributionMetadata } from './metadata.js';
+import type { DistributionMetadata, LayerDescriptor } from './metadata.js';
 import { layerId, layerStatus, type ProgressSink, ThrottledProgress } from './progress.js';
 import type { RegistrySession } from './session.js';
 import { readResponse } from './transport.js';
@@ -119,12 +119,18 @@ class ImagePush {
     const onAbort = (): void => controller.abort(this.signal?.reason);
     this.signal?.addEventListener('abort', onAbort, { once: true });
     let firstError: unknown = null;
+    const pushed = new Map<Digest, LayerDescriptor>();
     try {
       const tasks = this.layers().map((layer) =>
-        this.pushLayer(layer, controller.signal).catch((err: unknown) => {
-          firstError ??= err;
-          controller.abort(err);
-        }),
+        this.pushLayer(layer, controller.signal).then(
+          (descriptor) => {
+            pushed.set(layer.blobDigest, descriptor);
+          },
+          (err: unknown) => {
+            firstError ??= err;
+            controller.abort(err);
+          },
+        ),
       );
       await Promise.all(tasks);
       if (firstError !== null) throw firstError;
@@ -138,7 +144,13 @@ class ImagePush {
     }
     metadata.rememberSource(image.id, this.session.host, this.path);
 
-    const manifest = buildManifest({ digest: image.id, size: configBytes.length }, image.layers);
+    const manifest = buildManifest(
+      { digest: image.id, size: configBytes.length },
+      image.layers.map((l) => {
+        const d = pushed.get(l.blobDigest);
+        return d ? { blobDigest: d.digest, blobSize: d.size, mediaType: d.mediaType } : l;
+      }),
+    );
     const res = await this.session.request('PUT', `/v2/${this.path}/manifests/${this.item.tag}`, {
       headers: { 'Content-Type': manifest.mediaType },
       body: manifest.bytes,
@@ -154,30 +166,52 @@ class ImagePush {
     });
   }
 
-  private async pushLayer(layer: LayerRecord, signal: AbortSignal): Promise<void> {
+  /**
+   * Makes the registry hold this layer and returns the blob the manifest should name: the local blob,
+   * or another form of the same layer (same diff id) the registry already has, e.g. the gzip blob an
+   * image was pulled as while its layer was stored here uncompressed.
+   */
+  private async pushLayer(layer: LayerRecord, signal: AbortSignal): Promise<LayerDescriptor> {
     const { content, metadata, uploads } = this.deps;
+    const host = this.session.host;
     const id = layerId(layer.diffId);
-    if (!content.has(layer.blobDigest)) {
-      throw new NotFound(`layer ${id}: blob ${layer.blobDigest} is not in the local content store`);
-    }
+    const local: LayerDescriptor = {
+      digest: layer.blobDigest,
+      mediaType: layer.mediaType,
+      size: layer.blobSize,
+    };
+    const candidates = [
+      local,
+      ...metadata.layerDescriptors(layer.diffId).filter((d) => d.digest !== local.digest),
+    ];
     if (uploads.isFull) this.progress(layerStatus(id, 'Waiting'));
     const release = await uploads.acquire(signal);
+    const done = (descriptor: LayerDescriptor, status: string): LayerDescriptor => {
+      metadata.rememberSource(descriptor.digest, host, this.path);
+      metadata.rememberLayerDescriptor(layer.diffId, descriptor);
+      this.progress(layerStatus(id, status));
+      return descriptor;
+    };
     try {
-      if (await this.blobExists(layer.blobDigest, signal)) {
-        metadata.rememberSource(layer.blobDigest, this.session.host, this.path);
-        this.progress(layerStatus(id, 'Layer already exists'));
-        return;
+      for (const candidate of candidates) {
+        const mayBeHere =
+          candidate === local || metadata.sourcesOf(candidate.digest, host).includes(this.path);
+        if (mayBeHere && (await this.blobExists(candidate.digest, signal))) {
+          return done(candidate, 'Layer already exists');
+        }
       }
-      const mount = await this.mount(layer.blobDigest, signal);
-      if (mount.mountedFrom !== null) {
-        metadata.rememberSource(layer.blobDigest, this.session.host, this.path);
-        this.progress(layerStatus(id, `Mounted from ${mount.mountedFrom}`));
-        return;
+      let location: string | null = null;
+      for (const candidate of candidates) {
+        const mount = await this.mount(candidate.digest, signal);
+        if (mount.mountedFrom !== null) return done(candidate, `Mounted from ${mount.mountedFrom}`);
+        location ??= mount.location;
       }
-      const bar = new ThrottledProgress(this.progress, id, 'Pushing', layer.blobSize);
-      await this.upload(layer.blobDigest, layer.blobSize, bar, signal, mount.location);
-      metadata.rememberSource(layer.blobDigest, this.session.host, this.path);
-      this.progress(layerStatus(id, 'Pushed'));
+      if (!content.has(local.digest)) {
+        throw new NotFound(`layer ${id}: blob ${local.digest} is not in the local content store`);
+      }
+      const bar = new ThrottledProgress(this.progress, id, 'Pushing', local.size);
+      await this.upload(local.digest, local.size, bar, signal, location);
+      return done(local, 'Pushed');
     } finally {
       release();
     }

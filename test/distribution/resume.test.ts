@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import {
+  busyboxTar,
+  downloadedBlobs,
+  engineRequest,
+  loadImage,
+  RegistryProcess,
+  RegistryProxy,
+  sha256Hex,
+  sleep,
+  statusLines,
+  streamError,
+  tarOf,
+} from './helpers.js';
+
+/**
+ * An interrupted pull resumes: the registry is killed while a large layer is half transferred; the
+ * pull fails; once the registry is back, pulling again downloads only the rest of that layer (a
+ * Range request from where it stopped) and none of the layers that had finished.
+ */
+let registry: RegistryProcess;
+let proxy: RegistryProxy;
+let a: TestDaemon;
+let b: TestDaemon;
+
+before(async () => {
+  registry = await RegistryProcess.strata();
+  proxy = await RegistryProxy.start(registry.port);
+  [a, b] = await Promise.all([startDaemon(), startDaemon()]);
+});
+
+after(async () => {
+  await Promise.allSettled([a?.cleanup(), b?.cleanup()]);
+  await proxy?.close();
+  await registry?.stop();
+});
+
+describe('interrupted pull', () => {
+  test('resumes after the registry died mid-layer, without fetching finished layers again', async () => {
+    const R = proxy.address;
+    const bb = await busyboxTar();
+    const payload = randomBytes(40 * 1024 * 1024);
+    const big = await tarOf({ 'data/big.bin': payload });
+    const small = await tarOf({ 'data/small.txt': 'small layer on top\n' });
+    const imageId = await loadImage(a, { tag: `${R}/resume:v1`, layers: [bb, big, small], label: 'resume' });
+    await a.dockerOk(['push', `${R}/resume:v1`]);
+
+    const bigDigest = `sha256:${sha256Hex(big)}`;
+    const cutAt = 16 * 1024 * 1024;
+    proxy.clear();
+    proxy.cutOnce(
+      (e) => e.method === 'GET' && e.url.endsWith(bigDigest),
+      cutAt,
+      async () => {
+        // Hold the big layer at 16 MiB while the small layers finish, then take the registry down.
+        await sleep(1500);
+        await registry.kill();
+      },
+    );
+    const first = await engineRequest(
+      b,
+      'POST',
+      `/images/create?fromImage=${encodeURIComponent(`${R}/resume`)}&tag=v1`,
+    );
+    assert.equal(first.status, 200);
+    assert.ok(streamError(first.messages), `the first pull fails in-stream: ${first.raw}`);
+    assert.equal((await b.docker(['image', 'inspect', `${R}/resume:v1`])).code, 1);
+    const firstFetches = downloadedBlobs(proxy.log).map((e) => e.url.split('/').at(-1));
+    assert.ok(firstFetches.includes(`sha256:${sha256Hex(bb)}`));
+    assert.ok(firstFetches.includes(`sha256:${sha256Hex(small)}`));
+
+    await registry.start();
+    proxy.clear();
+    const second = await engineRequest(
+      b,
+      'POST',
+      `/images/create?fromImage=${encodeURIComponent(`${R}/resume`)}&tag=v1`,
+    );
+    assert.equal(second.status, 200);
+    assert.equal(streamError(second.messages), null, second.raw);
+    const lines = statusLines(second.messages);
+    assert.ok(lines.includes(`${sha256Hex(bb).slice(0, 12)}: Already exists`), lines.join('\n'));
+    assert.ok(lines.includes(`${sha256Hex(big).slice(0, 12)}: Pull complete`), lines.join('\n'));
+    assert.ok(lines.includes(`${sha256Hex(small).slice(0, 12)}: Pull complete`), lines.join('\n'));
+
+    // The config (the image id) is read again to resolve the reference; layers are what matter.
+    const fetches = downloadedBlobs(proxy.log).filter((e) => !e.url.endsWith(imageId));
+    assert.deepEqual(
+      fetches.map((e) => e.url.split('/').at(-1)),
+      [bigDigest],
+      'only the interrupted layer is fetched again',
+    );
+    const range = /^bytes=(\d+)-$/.exec(fetches[0]?.range ?? '');
+    assert.ok(range, `resumed with a Range request, got ${fetches[0]?.range}`);
+    assert.ok(Number(range[1]) >= cutAt / 2, `resumed at ${range[1]}`);
+    assert.equal(fetches[0]?.bytesOut, big.length - Number(range[1]), 'only the missing bytes were sent');
+
+    const sum = await b.dockerOk(['run', '--rm', `${R}/resume:v1`, 'sha256sum', '/data/big.bin']);
+    assert.equal(sum.split(/\s+/)[0], sha256Hex(payload));
+  });
+});
