@@ -399,21 +399,34 @@ describe('registry hive through the daemon', () => {
     assert.equal(none.stdout, 'End of search: 0 match(es) found.\n');
   });
 
-  test('commit carries exactly the container hive changes into the new image', async (t) => {
-    const probe = await d.api('POST', '/commit?container=one&repo=hive-committed');
-    if (probe.status === 404 && /page not found/.test(probe.body)) {
-      t.skip('docker commit is not implemented by the daemon yet');
-      return;
+  test('commit carries exactly the container hive changes into the new image', async () => {
+    await d.dockerOk(['commit', 'one', 'hive-committed']);
+    for (const root of ['HKLM', 'HKCU']) {
+      assert.equal(
+        await regOk('query', '--image', 'hive-committed', root, '/s'),
+        await regOk('query', 'one', root, '/s'),
+        root,
+      );
     }
-    assert.equal(probe.status, 201, probe.body);
-    assert.equal(
-      await regOk('query', '--image', 'hive-committed', 'HKLM\\Software\\Acme', '/s'),
-      await regOk('query', 'one', 'HKLM\\Software\\Acme', '/s'),
-    );
+    // Container two's changes stay out; the base image is unchanged.
     assert.match(
       await regOk('query', '--image', 'hive-committed', 'HKCU\\Software\\Acme'),
       /Theme {4}REG_SZ {4}light/,
     );
+    assert.match(
+      await regOk('query', '--image', 'hive-committed', 'HKLM\\Software\\Acme', '/v', 'Count'),
+      /0x11\n/,
+    );
+    assert.match(await regOk('query', '--image', 'hive', 'HKLM\\Software\\Acme', '/v', 'Count'), /0x2\n/);
+    // A container of the committed image reads the committed values as files.
+    const value = await d.dockerOk([
+      'run',
+      '--rm',
+      'hive-committed',
+      'cat',
+      '/.strata/hive/HKLM/Software/Acme/@Greeting',
+    ]);
+    assert.equal(value, 'REG_SZ\nset while stopped');
   });
 
   test('Dockerfile: COPY of a strata reg convert output, RUN writing and deleting values', async () => {
