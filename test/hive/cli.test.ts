@@ -63,7 +63,8 @@ describe('strata reg arguments', () => {
     [['query', 'c', 'HKLM', '/s', '/s'], /\/s is given twice/],
     [['query', 'c', 'HKLM', '/v', 'a', '/ve'], /\/v and \/ve cannot be combined/],
     [['delete', 'c', 'HKLM\\X', '/va', '/ve'], /\/va cannot be combined/],
-    [['add', 'c', 'HKLM\\X', '-q'], /Unknown switch "-q"/],
+    [['add', 'c', 'HKLM\\X', '-q'], /Unknown switch "-q" for reg add/],
+    [['query', 'c', 'HKLM', '/va'], /Unknown switch "\/va" for reg query/],
     [['import', 'c', 'a.reg', '--image'], /needs 2 arguments, got 3/],
   ];
   for (const [args, message] of refused) {

@@ -98,15 +98,10 @@ export function parseRegArgs(args: readonly string[]): RegArgs {
       continue;
     }
     const name = /^[/-]/.test(token) ? token.slice(1).toLowerCase() : null;
-    // Anything that is not one of the verb's switches is an argument (`/tmp/out.reg` is a file).
+    // A switch-like word the verb does not know is an error; anything else is an argument
+    // (`/tmp/out.reg` is a file).
     if (name === null || !(name in known)) {
-      if (
-        token.startsWith('-') &&
-        token.length > 1 &&
-        !token.startsWith('--') &&
-        name !== null &&
-        /^[a-z]{1,3}$/.test(name)
-      ) {
+      if (/^[/-][a-z]{1,3}$/i.test(token)) {
         throw new CliError(`ERROR: Invalid syntax. Unknown switch "${token}" for reg ${verb}.`);
       }
       parsed.positional.push(token);
