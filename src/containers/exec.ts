@@ -98,6 +98,11 @@ export class ExecManager {
     for (const [id, s] of this.sessions) if (s.containerId === containerId) this.sessions.delete(id);
   }
 
+  /** Forgets one finished session (health probes are not kept like user execs). */
+  remove(id: string): void {
+    this.sessions.delete(id);
+  }
+
   inspect(id: string): Record<string, unknown> {
     const s = this.get(id);
     const [entrypoint, ...args] = s.config.Cmd;

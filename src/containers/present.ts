@@ -95,6 +95,7 @@ export function inspectContainer(
       Error: st.error,
       StartedAt: st.startedAt,
       FinishedAt: st.finishedAt,
+      ...(svc.extensions?.healthOf(r) ? { Health: svc.extensions.healthOf(r) } : {}),
     },
     Image: r.imageId,
     ResolvConfPath: started ? path.join(dir, 'resolv.conf') : '',
@@ -198,7 +199,7 @@ export function inspectContainer(
       Name: 'overlay2',
     },
     ...(size ? { SizeRw: svc.sizeRw(r), SizeRootFs: svc.sizeRootFs(r) } : {}),
-    Mounts: [],
+    Mounts: svc.extensions?.mountsOf(r) ?? [],
     Config: {
       Hostname: r.config.Hostname,
       Domainname: r.config.Domainname ?? '',
@@ -224,7 +225,7 @@ export function inspectContainer(
         ? { StopTimeout: r.config.StopTimeout }
         : {}),
     },
-    NetworkSettings: {
+    NetworkSettings: svc.extensions?.networkSettingsOf(r, svc.isRunning(r)) ?? {
       Bridge: '',
       SandboxID: '',
       HairpinMode: false,
@@ -260,13 +261,17 @@ export function listEntry(
     ImageID: r.imageId,
     Command: quoteCommand([r.path, ...r.args]),
     Created: Math.floor(Date.parse(r.created) / 1000),
-    Ports: [],
+    Ports: svc.extensions?.portsOf(r, svc.isRunning(r)) ?? [],
     Labels: r.config.Labels,
     State: r.state.status,
-    Status: statusText(r, now),
+    Status: statusText(r, now) + (svc.extensions?.statusSuffix(r) ?? ''),
     HostConfig: { NetworkMode: r.hostConfig.NetworkMode ?? 'default' },
-    NetworkSettings: { Networks: networksOf(r) },
-    Mounts: [],
+    NetworkSettings: {
+      Networks:
+        (svc.extensions?.networkSettingsOf(r, svc.isRunning(r)).Networks as Record<string, unknown>) ??
+        networksOf(r),
+    },
+    Mounts: svc.extensions?.mountsOf(r) ?? [],
     ...(size ? { SizeRw: svc.sizeRw(r), SizeRootFs: svc.sizeRootFs(r) } : {}),
   };
 }

@@ -27,6 +27,7 @@ import type { Db } from '../store/db.js';
 import { AttachHub } from './attach-hub.js';
 import { type ImageRunConfig, mergeCreateConfig, parseSignal, validateContainerName } from './config.js';
 import { type ExecHost, ExecManager } from './exec.js';
+import type { ContainerExtensions, StartPlan } from './extensions.js';
 import { ContainerTable } from './store.js';
 import { type ContainerRecord, type CreateBody, NEVER } from './types.js';
 
@@ -77,6 +78,8 @@ export class ContainerService implements ExecHost {
   /** Containers whose start is in progress (a racing exit must wait for the record). */
   private readonly starting = new Map<string, Promise<void>>();
   readonly execs: ExecManager = new ExecManager(this);
+  /** Networks, mounts, restart policies, health checks (extensions.ts); set by the daemon. */
+  extensions: ContainerExtensions | null = null;
 
   constructor(private readonly opts: ContainerServiceOptions) {
     this.containersDir = path.join(opts.root, 'containers');
@@ -146,6 +149,11 @@ export class ContainerService implements ExecHost {
 
   private save(record: ContainerRecord): void {
     this.table.save(record);
+  }
+
+  /** Writes a record changed outside this class (network connect, restart bookkeeping). */
+  persist(record: ContainerRecord): void {
+    if (this.records.get(record.id) === record) this.save(record);
   }
 
   private event(record: ContainerRecord, action: string, extra: Record<string, string> = {}): void {
@@ -227,6 +235,7 @@ export class ContainerService implements ExecHost {
       runtime: runtimeName as 'crun' | 'runc',
       hasStarted: false,
     };
+    this.extensions?.created(record, body);
     const dir = this.containerDir(id);
     try {
       fs.mkdirSync(dir, { mode: 0o710 });
@@ -279,6 +288,7 @@ export class ContainerService implements ExecHost {
     const runtime = this.runtimeFor(record);
     const host = record.hostConfig;
     let created = false;
+    let plan: StartPlan | null = null;
     const t0 = performance.now();
     const marks: string[] = [];
     const mark = (label: string) => marks.push(`${label}=${(performance.now() - t0).toFixed(1)}`);
@@ -288,6 +298,7 @@ export class ContainerService implements ExecHost {
         : this.opts.snapshotter.mountContainer(dir, record.chainId);
       mark('mount');
       const etcMounts = this.writeEtcFiles(record, dir);
+      plan = this.extensions ? await this.extensions.prepareStart(record, rootfs, dir, etcMounts) : null;
       const user = resolveUser(rootfs, record.config.User, host.GroupAdd ?? []);
       const env = [...record.config.Env];
       const has = (k: string) => env.some((e) => e.startsWith(`${k}=`));
@@ -299,7 +310,7 @@ export class ContainerService implements ExecHost {
       if (cwd !== '/') this.ensureWorkdir(rootfs, cwd, user.uid, user.gid);
       const networkMode = host.NetworkMode ?? 'default';
       const spec = buildSpec({
-        args: [record.path, ...record.args],
+        args: [...(plan?.argsPrefix ?? []), record.path, ...record.args],
         env,
         cwd,
         user,
@@ -308,7 +319,7 @@ export class ContainerService implements ExecHost {
         rootfs,
         readonlyRootfs: host.ReadonlyRootfs ?? false,
         hostname: record.config.Hostname ?? record.id.slice(0, 12),
-        mounts: etcMounts,
+        mounts: plan?.mounts ?? etcMounts,
         cgroupsPath: `/strata/${record.id}`,
         privileged: host.Privileged ?? false,
         capAdd: host.CapAdd ?? [],
@@ -317,7 +328,11 @@ export class ContainerService implements ExecHost {
         shmSize: host.ShmSize ?? 0,
         resources: resourcesFromHostConfig(host),
         noNewPrivileges: (host.SecurityOpt ?? []).some((o) => /^no-new-privileges(:true|=true)?$/.test(o)),
-        ...(networkMode === 'host' ? { netnsPath: '/proc/1/ns/net' } : {}),
+        ...(networkMode === 'host'
+          ? { netnsPath: '/proc/1/ns/net' }
+          : plan?.netnsPath
+            ? { netnsPath: plan.netnsPath }
+            : {}),
       });
       if (networkMode === 'host') {
         const linux = spec.linux as { namespaces: { type: string }[] };
@@ -347,6 +362,8 @@ export class ContainerService implements ExecHost {
       });
       created = true;
       mark('create');
+      await plan?.attach(pid);
+      mark('network');
       if (hub.needsConnection || record.config.OpenStdin) await hub.connect();
       const consoleSize = host.ConsoleSize as number[] | undefined;
       if (record.config.Tty && consoleSize && consoleSize[0] > 0)
@@ -369,10 +386,12 @@ export class ContainerService implements ExecHost {
       record.hasStarted = true;
       this.save(record);
       this.event(record, 'start');
+      this.extensions?.started(record);
     } catch (err) {
       const message = startErrorMessage(errorMessage(err));
       log.debug('start failed', { id: record.id, error: message });
       if (created) await runtime.delete(record.id, true).catch(() => undefined);
+      await plan?.abort().catch(() => undefined);
       this.hubs.get(record.id)?.finish();
       this.hubs.delete(record.id);
       try {
@@ -520,6 +539,7 @@ export class ContainerService implements ExecHost {
         oomKilled: fs.existsSync(path.join(dir, 'persist', 'oom')),
       };
       this.save(record);
+      await this.extensions?.exited(record);
       this.event(record, 'die', { exitCode: String(record.state.exitCode) });
       this.resolveWaiters(record, ['next-exit', 'not-running']);
       this.notifyStopped(id);
@@ -542,6 +562,7 @@ export class ContainerService implements ExecHost {
     } finally {
       this.exiting.delete(id);
     }
+    if (this.records.has(id)) this.extensions?.afterExit(record);
   }
 
   /** Calls `cb` when the container stops running (for `logs -f`). Returns an unsubscribe function. */
@@ -627,6 +648,7 @@ export class ContainerService implements ExecHost {
   async kill(ref: string, signalName: string | null): Promise<void> {
     const record = this.get(ref);
     const signal = parseSignal(signalName, 9);
+    this.extensions?.stopRequested(record);
     if (!this.isRunning(record)) {
       throw new Conflict(`Cannot kill container: ${ref}: Container ${record.id} is not running`);
     }
@@ -660,6 +682,7 @@ export class ContainerService implements ExecHost {
 
   async stop(ref: string, timeoutSeconds: number | null): Promise<void> {
     const record = this.get(ref);
+    this.extensions?.stopRequested(record);
     if (!this.isRunning(record)) throw new NotModified();
     const timeout = timeoutSeconds ?? record.config.StopTimeout ?? 10;
     if (record.state.status === 'paused')
@@ -756,6 +779,7 @@ export class ContainerService implements ExecHost {
     this.event(record, 'destroy');
     this.resolveWaiters(record, ['removed', 'next-exit', 'not-running']);
     await this.cleanupFiles(record, dir);
+    await this.extensions?.removed(record, opts);
     this.opts.onContainerRemoved?.();
   }
 

@@ -26,6 +26,7 @@ import { detectCgroupLayout, repairHybridCgroups } from '../runtime/cgroups.js';
 import { OciRuntime } from '../runtime/oci.js';
 import { OverlaySnapshotter, snapshotsSchema } from '../snapshots/store.js';
 import { openStore } from '../store/db.js';
+import { DaemonExtensions, extensionSchemas } from './extensions.js';
 
 const log = logger('daemon');
 
@@ -42,7 +43,10 @@ Runs the Strata engine in the foreground, serving the Docker Engine API on a uni
   --log-level LEVEL      debug, info, warn or error (default info)
   --insecure-registry HOST:PORT
                          allow plain HTTP (and unverified TLS) to this registry; repeatable;
-                         also HOST or an IPv4 CIDR. Loopback registries are always allowed`;
+                         also HOST or an IPv4 CIDR. Loopback registries are always allowed
+  --dns-upstream IP[:PORT]
+                         resolver for names the networks' DNS servers do not know (default: the
+                         nameservers of /etc/resolv.conf); repeatable`;
 
 function which(binary: string): string | null {
   for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
@@ -93,6 +97,7 @@ export async function main(argv: string[]): Promise<void> {
       'default-runtime': { type: 'string', default: 'crun' },
       'log-level': { type: 'string' },
       'insecure-registry': { type: 'string', multiple: true, default: [] },
+      'dns-upstream': { type: 'string', multiple: true, default: [] },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -133,7 +138,13 @@ export async function main(argv: string[]): Promise<void> {
     `using OCI runtime ${defaultRuntime} (cgroup layout ${layout}); available: ${[...runtimes.keys()].join(', ')}`,
   );
 
-  const db = openStore(root, [snapshotsSchema, ...imagesSchema, containersSchema, buildSchema]);
+  const db = openStore(root, [
+    snapshotsSchema,
+    ...imagesSchema,
+    containersSchema,
+    buildSchema,
+    ...extensionSchemas,
+  ]);
   const events = new EventBus();
   const content = new FileContentStore(root);
   const snapshotter = new OverlaySnapshotter(db, path.join(root, 'snapshots'));
@@ -158,8 +169,17 @@ export async function main(argv: string[]): Promise<void> {
       .filter((c) => c.imageId === imageId)
       .map((c) => ({ id: c.id, running: containers.isRunning(c) })),
   );
+  const extensions = new DaemonExtensions({
+    db,
+    root,
+    events,
+    containers,
+    dnsUpstreams: values['dns-upstream'],
+  });
+  await extensions.init();
   containers.watchExits();
   await containers.recover();
+  await extensions.afterRecover();
   await images
     .collectGarbage()
     .catch((err) => log.warn('image garbage collection failed', { error: errorMessage(err) }));
@@ -178,6 +198,7 @@ export async function main(argv: string[]): Promise<void> {
     startedAt: Date.now(),
   });
   registerExecRoutes(router, { containers });
+  extensions.registerRoutes(router);
   registerArchiveRoutes(router, { containers });
   registerHiveRoutes(router, { containers, images, snapshotter });
   registerContainerRoutes(router, {
@@ -212,16 +233,17 @@ export async function main(argv: string[]): Promise<void> {
   if (gid !== null) fs.chownSync(socketPath, 0, gid);
   log.info(`API listening on ${socketPath}`, { root });
 
-  const shutdown = (signal: string) => {
+  const shutdown = async (signal: string) => {
     log.info(`received ${signal}; stopping (containers keep running)`);
     containers.stopWatching();
     server.close();
+    await extensions.shutdown();
     for (const s of [socketPath]) fs.rmSync(s, { force: true });
     db.close();
     process.exit(0);
   };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('uncaughtException', (err) => {
     log.error('uncaught exception', { error: errorMessage(err), stack: err.stack ?? '' });
   });

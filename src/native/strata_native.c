@@ -604,6 +604,9 @@ static void set_constant(napi_env env, napi_value object, const char *name, int6
   napi_set_named_property(env, object, name, js_value);
 }
 
+// netlink.c: netlinkOpen, netlinkTransact (src/network/).
+void strata_register_netlink(napi_env env, napi_value exports);
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
       {"mknod", NULL, js_mknod, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -619,6 +622,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"syncfs", NULL, js_syncfs, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
+  strata_register_netlink(env, exports);
 
   napi_value constants;
   napi_create_object(env, &constants);
