@@ -22,11 +22,16 @@ function compareVersions(a: string, b: string): number {
   return am !== bm ? am - bm : an - bn;
 }
 
+export interface ApiServerOptions {
+  /** Wraps every routed request (authentication and authorization, api/auth.ts); calls `next` to run it. */
+  middleware?: (r: ApiRequest, method: string, path: string, next: () => Promise<void>) => Promise<void>;
+}
+
 /**
  * The Engine API HTTP server: version prefix handling, common headers, routing, error mapping, and
  * both forms of connection hijack (attach/exec with `Upgrade: tcp`, and without it).
  */
-export function createApiServer(router: Router): http.Server {
+export function createApiServer(router: Router, options: ApiServerOptions = {}): http.Server {
   const server = http.createServer({ keepAlive: true, requestTimeout: 0, headersTimeout: 60_000 });
   server.keepAliveTimeout = 60_000;
 
@@ -77,7 +82,8 @@ export function createApiServer(router: Router): http.Server {
     const apiReq: ApiRequest = { req, res, params: match.params, query: url.searchParams, version, upgrade };
     const startedAt = performance.now();
     try {
-      await match.handler(apiReq);
+      const handle = async () => match.handler(apiReq);
+      await (options.middleware ? options.middleware(apiReq, method, path, handle) : handle());
       log.debug(`${method} ${path} ${res.statusCode} ${(performance.now() - startedAt).toFixed(1)}ms`);
     } catch (err) {
       const status = (err as { status?: number }).status ?? 500;

@@ -20,7 +20,7 @@ import { resizeTerminal } from '../runtime/attach.js';
 import { cgroupPids } from '../runtime/cgroups.js';
 import { conmonCreate } from '../runtime/conmon.js';
 import type { OciRuntime } from '../runtime/oci.js';
-import { buildSpec, type OciMount } from '../runtime/spec.js';
+import { buildSpec, type OciMount, type OciSpec } from '../runtime/spec.js';
 import { resolveUser } from '../runtime/user.js';
 import type { Snapshotter } from '../snapshots/snapshotter.js';
 import type { Db } from '../store/db.js';
@@ -49,6 +49,10 @@ export interface ContainerServiceOptions {
   defaultRuntime: string;
   /** Called after a container's files are gone (lets the image part free layers nobody uses). */
   onContainerRemoved?: () => void;
+  /** Checks and normalises a create request's HostConfig in place; returns warnings (runtime/security.ts). */
+  checkHostConfig?: (host: Record<string, unknown>) => string[];
+  /** Last changes to a container's OCI spec before it is written: seccomp, devices, namespaces, limits. */
+  decorateSpec?: (spec: OciSpec, record: ContainerRecord) => void;
 }
 
 export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
@@ -186,6 +190,7 @@ export class ContainerService implements ExecHost {
       while (this.names.has(name));
     }
     const host = body.HostConfig ?? {};
+    const warnings = this.opts.checkHostConfig?.(host) ?? [];
     const runtimeName = host.Runtime && host.Runtime !== '' ? host.Runtime : this.opts.defaultRuntime;
     if (!this.opts.runtimes.has(runtimeName))
       throw new InvalidArgument(`unknown or invalid runtime name: ${runtimeName}`);
@@ -248,7 +253,7 @@ export class ContainerService implements ExecHost {
     this.records.set(id, record);
     this.names.set(name, id);
     this.event(record, 'create');
-    return { Id: id, Warnings: [] };
+    return { Id: id, Warnings: warnings };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -338,6 +343,7 @@ export class ContainerService implements ExecHost {
         const linux = spec.linux as { namespaces: { type: string }[] };
         linux.namespaces = linux.namespaces.filter((n) => n.type !== 'network');
       }
+      this.opts.decorateSpec?.(spec, record);
       fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(spec));
       for (const f of ['attach', 'ctl', 'winsz', 'pidfile', 'conmon.pid', 'oom'])
         fs.rmSync(path.join(dir, f), { force: true });

@@ -27,6 +27,7 @@ import { OciRuntime } from '../runtime/oci.js';
 import { OverlaySnapshotter, snapshotsSchema } from '../snapshots/store.js';
 import { openStore } from '../store/db.js';
 import { DaemonExtensions, extensionSchemas } from './extensions.js';
+import { DaemonSecurity, SECURITY_DAEMON_OPTIONS, SECURITY_USAGE } from './security-setup.js';
 
 const log = logger('daemon');
 
@@ -46,7 +47,8 @@ Runs the Strata engine in the foreground, serving the Docker Engine API on a uni
                          also HOST or an IPv4 CIDR. Loopback registries are always allowed
   --dns-upstream IP[:PORT]
                          resolver for names the networks' DNS servers do not know (default: the
-                         nameservers of /etc/resolv.conf); repeatable`;
+                         nameservers of /etc/resolv.conf); repeatable
+${SECURITY_USAGE}`;
 
 function which(binary: string): string | null {
   for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
@@ -99,6 +101,7 @@ export async function main(argv: string[]): Promise<void> {
       'insecure-registry': { type: 'string', multiple: true, default: [] },
       'dns-upstream': { type: 'string', multiple: true, default: [] },
       help: { type: 'boolean', short: 'h' },
+      ...SECURITY_DAEMON_OPTIONS,
     },
     strict: true,
   });
@@ -146,6 +149,7 @@ export async function main(argv: string[]): Promise<void> {
     ...extensionSchemas,
   ]);
   const events = new EventBus();
+  const security = await DaemonSecurity.prepare(values, root, layout, db);
   const content = new FileContentStore(root);
   const snapshotter = new OverlaySnapshotter(db, path.join(root, 'snapshots'));
   const images = new ImageService({ db, root, content, snapshotter, events });
@@ -153,8 +157,9 @@ export async function main(argv: string[]): Promise<void> {
     db,
     root,
     images,
-    snapshotter,
+    snapshotter: security.containerSnapshotter(snapshotter),
     events,
+    ...security.containerHooks(),
     runtimes,
     defaultRuntime,
     onContainerRemoved: () => {
@@ -196,6 +201,7 @@ export async function main(argv: string[]): Promise<void> {
     imageCount: () => images.list({ all: false, filters: new Map() }).length,
     cgroupVersion: layout === 'v2' ? '2' : '1',
     startedAt: Date.now(),
+    extraInfo: security.info,
   });
   registerExecRoutes(router, { containers });
   extensions.registerRoutes(router);
@@ -223,7 +229,8 @@ export async function main(argv: string[]): Promise<void> {
   registerBuildRoutes(router, { builder });
   registerCommitRoutes(router, { containers, images, snapshotter, events });
 
-  const server = createApiServer(router);
+  const middleware = security.registerRoutes(router, { containers, images, snapshotter, events, db });
+  const server = createApiServer(router, { middleware });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(socketPath, () => resolve());
@@ -232,12 +239,14 @@ export async function main(argv: string[]): Promise<void> {
   const gid = strataGroupId();
   if (gid !== null) fs.chownSync(socketPath, 0, gid);
   log.info(`API listening on ${socketPath}`, { root });
+  const tcpServers = await security.listen(server);
 
   const shutdown = async (signal: string) => {
     log.info(`received ${signal}; stopping (containers keep running)`);
     containers.stopWatching();
     server.close();
     await extensions.shutdown();
+    for (const tcp of tcpServers) tcp.close();
     for (const s of [socketPath]) fs.rmSync(s, { force: true });
     db.close();
     process.exit(0);

@@ -6,8 +6,9 @@ import { fileURLToPath } from 'node:url';
 /**
  * Typed loader for Strata's N-API addon (`strata_native.c`): the Linux calls Node's fs lacks —
  * mknod, l*xattr, mount/umount2, nanosecond utimes, overlay mounts through the new mount API,
- * openat2(RESOLVE_IN_ROOT) and syncfs. All calls are synchronous and throw errors shaped like
- * Node's fs errors (`code`, `errno` (negative), `syscall`, `path`).
+ * openat2(RESOLVE_IN_ROOT), syncfs, a unix socket's peer credentials and idmapped mounts. All calls
+ * are synchronous and throw errors shaped like Node's fs errors (`code`, `errno` (negative),
+ * `syscall`, `path`).
  *
  * Typical uses: a whiteout is `mknod(p, constants.S_IFCHR, 0, 0)`; an opaque dir is
  * `lsetxattr(dir, 'trusted.overlay.opaque', 'y')`; a container root is
@@ -71,6 +72,13 @@ export type NativeConstantName =
   | 'RESOLVE_IN_ROOT'
   | 'RESOLVE_CACHED';
 
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+  groups: number[];
+}
+
 export interface StrataNative {
   /** mknod(2). `mode` includes the file type (`S_IFCHR`, `S_IFBLK`, `S_IFIFO`, ...). */
   mknod(path: string, mode: number, major: number, minor: number): void;
@@ -118,6 +126,16 @@ export interface StrataNative {
   ): number;
   /** syncfs(2) on the file system that holds `path`. */
   syncfs(path: string): void;
+  /**
+   * SO_PEERCRED (+ SO_PEERGROUPS) of a connected unix socket: the peer's pid, uid, gid at connect()
+   * time and its supplementary groups. `fd` is the socket's descriptor (`socket._handle.fd`).
+   */
+  peerCredentials(fd: number): PeerCredentials;
+  /**
+   * A read-only idmapped bind mount of `source` on `target`: file owners are shown through the user
+   * namespace `usernsFd` (an open `/proc/<pid>/ns/user`), as userns-remapped containers need.
+   */
+  mountIdmapped(source: string, target: string, usernsFd: number): void;
   readonly constants: Readonly<Record<NativeConstantName, number>>;
 }
 
@@ -156,6 +174,8 @@ export const lutimesNs = native.lutimesNs;
 export const mountOverlay = native.mountOverlay;
 export const openInRoot = native.openInRoot;
 export const syncfs = native.syncfs;
+export const peerCredentials = native.peerCredentials;
+export const mountIdmapped = native.mountIdmapped;
 export const constants = native.constants;
 
 /** True when `err` is an addon (or fs) error with the given code. */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -596,6 +597,84 @@ static napi_value js_syncfs(napi_env env, napi_callback_info info) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// peerCredentials(fd) → { pid, uid, gid, groups }: who is at the other end of a unix socket.
+// SO_PEERCRED gives the credentials the peer had at connect(); SO_PEERGROUPS (Linux 4.13) its
+// supplementary groups. Node exposes neither, and the API's access control is keyed on them.
+
+static napi_value js_peer_credentials(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int64_t fd;
+  if (!get_int64(env, argv[0], "fd", &fd)) return NULL;
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt((int)fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    return throw_errno(env, errno, "getsockopt", NULL, "SO_PEERCRED");
+  gid_t groups[256];
+  socklen_t groups_len = sizeof groups;
+  uint32_t group_count = 0;
+  if (getsockopt((int)fd, SOL_SOCKET, SO_PEERGROUPS, groups, &groups_len) == 0)
+    group_count = groups_len / sizeof(gid_t);
+  napi_value result, value, list;
+  napi_create_object(env, &result);
+  napi_create_int64(env, cred.pid, &value);
+  napi_set_named_property(env, result, "pid", value);
+  napi_create_int64(env, cred.uid, &value);
+  napi_set_named_property(env, result, "uid", value);
+  napi_create_int64(env, cred.gid, &value);
+  napi_set_named_property(env, result, "gid", value);
+  napi_create_array_with_length(env, group_count, &list);
+  for (uint32_t i = 0; i < group_count; i++) {
+    napi_create_int64(env, groups[i], &value);
+    napi_set_element(env, list, i, value);
+  }
+  napi_set_named_property(env, result, "groups", list);
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// mountIdmapped(source, target, usernsFd): an idmapped, read-only bind of `source` on `target`
+// (open_tree(OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY) + move_mount).
+// Files owned by uid N on disk appear owned by the host uid the user namespace maps N to, so image
+// layers serve a user-namespaced container without chowned copies.
+
+static napi_value js_mount_idmapped(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int64_t userns_fd;
+  if (!get_int64(env, argv[2], "usernsFd", &userns_fd)) return NULL;
+  char *source = get_string(env, argv[0], "source");
+  if (source == NULL) return NULL;
+  char *target = get_string(env, argv[1], "target");
+  if (target == NULL) {
+    free(source);
+    return NULL;
+  }
+  napi_value result = NULL;
+  int tree = (int)syscall(SYS_open_tree, AT_FDCWD, source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+  if (tree < 0) {
+    result = throw_errno(env, errno, "open_tree", source, NULL);
+    goto done;
+  }
+  struct mount_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY;
+  attr.userns_fd = (uint64_t)userns_fd;
+  if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0) {
+    result = throw_errno(env, errno, "mount_setattr", source, "MOUNT_ATTR_IDMAP");
+    goto done;
+  }
+  if (syscall(SYS_move_mount, tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+    result = throw_errno(env, errno, "move_mount", target, NULL);
+    goto done;
+  }
+  result = undefined(env);
+done:
+  if (tree >= 0) close(tree);
+  free(source);
+  free(target);
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Module setup
 
 static void set_constant(napi_env env, napi_value object, const char *name, int64_t value) {
@@ -620,6 +699,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"mountOverlay", NULL, js_mount_overlay, NULL, NULL, NULL, napi_enumerable, NULL},
       {"openInRoot", NULL, js_open_in_root, NULL, NULL, NULL, napi_enumerable, NULL},
       {"syncfs", NULL, js_syncfs, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mountIdmapped", NULL, js_mount_idmapped, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
   strata_register_netlink(env, exports);

@@ -22,6 +22,8 @@ export interface SystemRouteDeps {
   imageCount: () => number;
   cgroupVersion: '1' | '2';
   startedAt: number;
+  /** Host facts that override the defaults below (cgroup capabilities, security options, …). */
+  extraInfo?: () => Record<string, unknown>;
 }
 
 function parseEventTime(value: string | null): bigint | undefined {
@@ -207,6 +209,7 @@ export function registerSystemRoutes(routes: RouteTable, deps: SystemRouteDeps):
       InitCommit: { ID: '', Expected: '' },
       SecurityOptions: ['name=cgroupns'],
       Warnings: null,
+      ...deps.extraInfo?.(),
     });
   });
 
