@@ -1,5 +1,6 @@
 import type { EngineClient } from './client.js';
 import type { FlagSpec, FlagValues } from './flags.js';
+import { MORE_COMMANDS, MORE_GROUPS } from './more-commands.js';
 import { CONTAINER_FLAGS, RUN_ONLY_FLAGS } from './run-config.js';
 
 /**
@@ -571,6 +572,9 @@ const GROUPS: Record<string, Record<string, string>> = {
   },
   system: { info: 'info', events: 'events' },
 };
+
+COMMANDS.push(...MORE_COMMANDS);
+for (const [group, verbs] of Object.entries(MORE_GROUPS)) GROUPS[group] = { ...GROUPS[group], ...verbs };
 
 export interface ResolvedCommand {
   spec: CommandSpec;

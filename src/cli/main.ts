@@ -123,7 +123,8 @@ function mainHelp(): string {
   return (
     'Usage:  strata [OPTIONS] COMMAND\n\nA container engine that speaks the Docker Engine API\n\n' +
     `Commands:\n${rows.join('')}\nManagement Commands:\n` +
-    '  container Manage containers\n  image     Manage images\n  system    Manage Strata\n\n' +
+    '  builder   Manage builds\n  container Manage containers\n  image     Manage images\n' +
+    '  network   Manage networks\n  system    Manage Strata\n  volume    Manage volumes\n\n' +
     `Global Options:\n${formatFlagHelp(GLOBAL_FLAGS)}\n` +
     "Run 'strata COMMAND --help' for more information on a command.\n"
   );

@@ -2,6 +2,20 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UsageError } from './errors.js';
 import type { FlagSpec, FlagValues } from './flags.js';
+import {
+  type DeviceMapping,
+  type HealthConfig,
+  MORE_CONTAINER_FLAGS,
+  type MountSpec,
+  parseDevice,
+  parseHealthcheck,
+  parseMount,
+  parseSecurityOpts,
+  parseSwap,
+  parseThrottleDevice,
+  parseWeightDevice,
+  readLabelFiles,
+} from './run-options.js';
 
 /**
  * `run`/`create` flags → the `POST /containers/create` body. The body has the exact shape the
@@ -59,6 +73,7 @@ export const CONTAINER_FLAGS: FlagSpec[] = [
     defaultValue: 'missing',
   },
   { name: 'platform', kind: 'string', help: 'Set platform if server is multi-platform capable' },
+  ...MORE_CONTAINER_FLAGS,
 ];
 
 export const RUN_ONLY_FLAGS: FlagSpec[] = [
@@ -68,7 +83,7 @@ export const RUN_ONLY_FLAGS: FlagSpec[] = [
 ];
 
 export interface EndpointConfig {
-  IPAMConfig: null;
+  IPAMConfig: { IPv4Address?: string; IPv6Address?: string } | null;
   Links: null;
   Aliases: string[] | null;
   MacAddress: string;
@@ -103,6 +118,7 @@ export interface CreateBody {
   StdinOnce: boolean;
   Env: string[] | null;
   Cmd: string[] | null;
+  Healthcheck?: HealthConfig;
   Image: string;
   Volumes: Record<string, Record<string, never>>;
   WorkingDir: string;
@@ -258,7 +274,7 @@ function parseLabels(entries: string[]): Record<string, string> {
   return labels;
 }
 
-function parseRestart(value: string): { Name: string; MaximumRetryCount: number } {
+export function parseRestart(value: string): { Name: string; MaximumRetryCount: number } {
   const [name, count] = value.split(':');
   if (!['no', 'always', 'unless-stopped', 'on-failure', ''].includes(name)) {
     throw new UsageError(`invalid restart policy: ${value}`, 125);
@@ -280,9 +296,11 @@ function parseUlimit(value: string): { Name: string; Hard: number; Soft: number 
   return { Name: m[1], Hard: Number(m[3] ?? m[2]), Soft: Number(m[2]) };
 }
 
-function endpoint(aliases: string[]): EndpointConfig {
+function endpoint(aliases: string[], ipv4?: string, ipv6?: string): EndpointConfig {
+  const ipam =
+    ipv4 || ipv6 ? { ...(ipv4 ? { IPv4Address: ipv4 } : {}), ...(ipv6 ? { IPv6Address: ipv6 } : {}) } : null;
   return {
-    IPAMConfig: null,
+    IPAMConfig: ipam,
     Links: null,
     Aliases: aliases.length > 0 ? aliases : null,
     MacAddress: '',
@@ -394,8 +412,9 @@ export function buildCreateRequest(
 
   const network = flags.string('net') ?? flags.string('network') ?? 'default';
   const endpoints: Record<string, EndpointConfig> = {};
-  if (network !== 'none' && network !== 'host' && !network.startsWith('container:')) {
-    endpoints[network] = endpoint(flags.list('network-alias'));
+  const endpointSettings = flags.has('ip') || flags.has('ip6');
+  if ((network !== 'none' && network !== 'host' && !network.startsWith('container:')) || endpointSettings) {
+    endpoints[network] = endpoint(flags.list('network-alias'), flags.string('ip'), flags.string('ip6'));
   }
 
   const restart = parseRestart(flags.string('restart') ?? 'no');
@@ -407,10 +426,21 @@ export function buildCreateRequest(
   const shmSize = flags.string('shm-size');
   const entrypoint = flags.string('entrypoint');
   const consoleSize: [number, number] = tty && opts.consoleSize ? opts.consoleSize : [0, 0];
+  const healthcheck = parseHealthcheck(flags);
+  const mounts: MountSpec[] = flags.list('mount').map((m) => parseMount(m, opts.cwd));
+  const devices: DeviceMapping[] = flags.list('device').map(parseDevice);
+  const throttle = (name: string, bytes: boolean) =>
+    flags.list(name).map((v) => parseThrottleDevice(v, `--${name}`, bytes));
+  const nonEmpty = (name: string): string[] | null => (flags.list(name).length > 0 ? flags.list(name) : null);
+  const sysctls = keyValues(flags.list('sysctl'));
+  const storageOpts = keyValues(flags.list('storage-opt'));
+  const memorySwap = flags.string('memory-swap');
+  const memoryReservation = flags.string('memory-reservation');
+  const kernelMemory = flags.string('kernel-memory');
 
   const body: CreateBody = {
     Hostname: flags.string('hostname') ?? '',
-    Domainname: '',
+    Domainname: flags.string('domainname') ?? '',
     User: flags.string('user') ?? '',
     AttachStdin: streams.stdin,
     AttachStdout: streams.stdout,
@@ -421,71 +451,76 @@ export function buildCreateRequest(
     StdinOnce: openStdin && streams.stdin,
     Env: envList.length > 0 ? envList : null,
     Cmd: command.length > 0 ? command : null,
+    ...(healthcheck ? { Healthcheck: healthcheck } : {}),
     Image: image,
     Volumes: volumes,
     WorkingDir: flags.string('workdir') ?? '',
     Entrypoint: entrypoint === undefined ? (flags.has('entrypoint') ? [''] : null) : [entrypoint],
     OnBuild: null,
-    Labels: parseLabels(flags.list('label')),
+    Labels: parseLabels([...readLabelFiles(flags.list('label-file')), ...flags.list('label')]),
     ...(flags.has('stop-signal') ? { StopSignal: flags.string('stop-signal') } : {}),
     ...(flags.has('stop-timeout') ? { StopTimeout: flags.int('stop-timeout') } : {}),
     HostConfig: {
       Binds: binds.length > 0 ? binds : null,
       ContainerIDFile: '',
-      LogConfig: { Type: '', Config: {} },
+      LogConfig: { Type: flags.string('log-driver') ?? '', Config: keyValues(flags.list('log-opt')) },
       NetworkMode: network,
       PortBindings: portBindings,
       RestartPolicy: restart,
       AutoRemove: flags.bool('rm'),
       VolumeDriver: '',
-      VolumesFrom: null,
+      VolumesFrom: nonEmpty('volumes-from'),
       ConsoleSize: consoleSize,
       CapAdd: flags.list('cap-add').length > 0 ? flags.list('cap-add').map(capName) : null,
       CapDrop: flags.list('cap-drop').length > 0 ? flags.list('cap-drop').map(capName) : null,
-      CgroupnsMode: '',
+      CgroupnsMode: flags.string('cgroupns') ?? '',
       Dns: flags.list('dns'),
-      DnsOptions: [],
-      DnsSearch: [],
+      DnsOptions: flags.list('dns-option'),
+      DnsSearch: flags.list('dns-search'),
       ExtraHosts: flags.list('add-host').length > 0 ? flags.list('add-host') : null,
-      GroupAdd: null,
-      IpcMode: '',
+      GroupAdd: nonEmpty('group-add'),
+      IpcMode: flags.string('ipc') ?? '',
       Cgroup: '',
       Links: null,
-      OomScoreAdj: 0,
-      PidMode: '',
+      OomScoreAdj: flags.int('oom-score-adj') ?? 0,
+      PidMode: flags.string('pid') ?? '',
       Privileged: flags.bool('privileged'),
       PublishAllPorts: flags.bool('publish-all'),
       ReadonlyRootfs: flags.bool('read-only'),
-      SecurityOpt: null,
+      SecurityOpt:
+        flags.list('security-opt').length > 0 ? parseSecurityOpts(flags.list('security-opt')) : null,
+      ...(Object.keys(storageOpts).length > 0 ? { StorageOpt: storageOpts } : {}),
       ...(Object.keys(tmpfs).length > 0 ? { Tmpfs: tmpfs } : {}),
-      UTSMode: '',
-      UsernsMode: '',
+      UTSMode: flags.string('uts') ?? '',
+      UsernsMode: flags.string('userns') ?? '',
       ShmSize: shmSize ? parseMemoryBytes(shmSize, '--shm-size') : 0,
+      ...(Object.keys(sysctls).length > 0 ? { Sysctls: sysctls } : {}),
       ...(flags.has('runtime') ? { Runtime: flags.string('runtime') } : {}),
       Isolation: '',
       CpuShares: flags.int('cpu-shares') ?? 0,
       Memory: memory ? parseMemoryBytes(memory) : 0,
       NanoCpus: cpus ? parseCpus(cpus) : 0,
-      CgroupParent: '',
-      BlkioWeight: 0,
-      BlkioWeightDevice: [],
-      BlkioDeviceReadBps: [],
-      BlkioDeviceWriteBps: [],
-      BlkioDeviceReadIOps: [],
-      BlkioDeviceWriteIOps: [],
-      CpuPeriod: 0,
-      CpuQuota: 0,
-      CpuRealtimePeriod: 0,
-      CpuRealtimeRuntime: 0,
-      CpusetCpus: '',
-      CpusetMems: '',
-      Devices: [],
-      DeviceCgroupRules: null,
+      CgroupParent: flags.string('cgroup-parent') ?? '',
+      BlkioWeight: flags.int('blkio-weight') ?? 0,
+      BlkioWeightDevice: flags.list('blkio-weight-device').map(parseWeightDevice),
+      BlkioDeviceReadBps: throttle('device-read-bps', true),
+      BlkioDeviceWriteBps: throttle('device-write-bps', true),
+      BlkioDeviceReadIOps: throttle('device-read-iops', false),
+      BlkioDeviceWriteIOps: throttle('device-write-iops', false),
+      CpuPeriod: flags.int('cpu-period') ?? 0,
+      CpuQuota: flags.int('cpu-quota') ?? 0,
+      CpuRealtimePeriod: flags.int('cpu-rt-period') ?? 0,
+      CpuRealtimeRuntime: flags.int('cpu-rt-runtime') ?? 0,
+      CpusetCpus: flags.string('cpuset-cpus') ?? '',
+      CpusetMems: flags.string('cpuset-mems') ?? '',
+      Devices: devices,
+      DeviceCgroupRules: nonEmpty('device-cgroup-rule'),
       DeviceRequests: null,
-      MemoryReservation: 0,
-      MemorySwap: 0,
-      MemorySwappiness: -1,
-      OomKillDisable: false,
+      ...(kernelMemory ? { KernelMemory: parseMemoryBytes(kernelMemory, '--kernel-memory') } : {}),
+      MemoryReservation: memoryReservation ? parseMemoryBytes(memoryReservation, '--memory-reservation') : 0,
+      MemorySwap: memorySwap ? parseSwap(memorySwap) : 0,
+      MemorySwappiness: flags.int('memory-swappiness') ?? -1,
+      OomKillDisable: flags.bool('oom-kill-disable'),
       PidsLimit: flags.int('pids-limit') ?? 0,
       Ulimits: flags.list('ulimit').map(parseUlimit),
       ...(flags.bool('init') ? { Init: true } : {}),
@@ -493,12 +528,24 @@ export function buildCreateRequest(
       CpuPercent: 0,
       IOMaximumIOps: 0,
       IOMaximumBandwidth: 0,
+      ...(mounts.length > 0 ? { Mounts: mounts } : {}),
       MaskedPaths: null,
       ReadonlyPaths: null,
     },
     NetworkingConfig: { EndpointsConfig: endpoints },
   };
   return { name: flags.string('name'), platform: flags.string('platform'), body };
+}
+
+/** `k=v` flags into a map (`--sysctl`, `--log-opt`, `--storage-opt`). */
+function keyValues(entries: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of entries) {
+    const eq = e.indexOf('=');
+    if (eq <= 0) throw new UsageError(`invalid key=value pair: ${e}`, 125);
+    out[e.slice(0, eq)] = e.slice(eq + 1);
+  }
+  return out;
 }
 
 function capName(cap: string): string {
