@@ -1,3 +1,4 @@
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: Dockerfile variables are the subject of these tests
 import * as assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { LexError, ShellLex } from '../../src/build/shell-lex.js';
