@@ -31,7 +31,9 @@ export interface DiskUsage {
 }
 
 function reclaimable(reclaim: number, total: number): string {
-  return total > 0 ? `${humanSize(reclaim)} (${Math.trunc((reclaim * 100) / total)}%)` : humanSize(reclaim);
+  return total > 0
+    ? `${humanSize(reclaim, 4)} (${Math.trunc((reclaim * 100) / total)}%)`
+    : humanSize(reclaim, 4);
 }
 
 const ACTIVE_STATES = new Set(['running', 'paused', 'restarting']);
@@ -69,28 +71,28 @@ export function diskUsageRows(df: DiskUsage): Row[] {
     {
       Active: String(images.filter((i) => (i.Containers ?? 0) > 0).length),
       Reclaimable: reclaimable(layers - imageUsed, layers),
-      Size: humanSize(layers),
+      Size: humanSize(layers, 4),
       TotalCount: String(images.length),
       Type: 'Images',
     },
     {
       Active: String(containers.filter((c) => ACTIVE_STATES.has(c.State ?? '')).length),
       Reclaimable: reclaimable(containerReclaim, containerSize),
-      Size: humanSize(containerSize),
+      Size: humanSize(containerSize, 4),
       TotalCount: String(containers.length),
       Type: 'Containers',
     },
     {
       Active: String(volumes.filter((v) => (v.UsageData?.RefCount ?? 0) > 0).length),
       Reclaimable: reclaimable(volumeReclaim, volumeSize),
-      Size: humanSize(volumeSize),
+      Size: humanSize(volumeSize, 4),
       TotalCount: String(volumes.length),
       Type: 'Local Volumes',
     },
     {
       Active: String(cache.filter((b) => b.InUse).length),
-      Reclaimable: humanSize(cacheReclaim),
-      Size: humanSize(df.BuilderSize ?? 0),
+      Reclaimable: humanSize(cacheReclaim, 4),
+      Size: humanSize(df.BuilderSize ?? 0, 4),
       TotalCount: String(cache.length),
       Type: 'Build Cache',
     },
@@ -166,7 +168,7 @@ function verboseTable(df: DiskUsage): string {
     ) +
     '\nLocal Volumes space usage:\n\n' +
     section(rows.Volumes, 'table {{.Name}}\t{{.Links}}\t{{.Size}}', VOLUME_HEADERS) +
-    `\nBuild cache usage: ${humanSize(df.BuilderSize ?? 0)}\n\n` +
+    `\nBuild cache usage: ${humanSize(df.BuilderSize ?? 0, 4)}\n\n` +
     section(
       rows.BuildCache,
       'table {{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}\t{{.LastUsedSince}}\t{{.UsageCount}}\t{{.Shared}}',

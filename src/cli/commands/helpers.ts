@@ -142,7 +142,7 @@ export function deletedSection(title: string, items: string[] | null | undefined
 }
 
 export function reclaimedLine(bytes: number): string {
-  return `Total reclaimed space: ${humanSize(bytes)}\n`;
+  return `Total reclaimed space: ${humanSize(bytes, 4)}\n`;
 }
 
 /** True when the daemon does not know the route at all (an endpoint not implemented yet). */

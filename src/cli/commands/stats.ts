@@ -244,14 +244,24 @@ export const statsCommand: CommandHandler = async (ctx) => {
     collectors.delete(key);
   };
   let events: IncomingMessage | undefined;
+  let finished = false;
   const showAll = args.length === 0;
   try {
     if (showAll) {
-      // Subscribe before listing so that no container starting in between is missed.
-      events = await client.request('GET', '/events', {
-        query: { filters: encodeFilters([], { type: ['container'] }) },
-      });
-      void followEvents(events, all, add, remove);
+      // Subscribe before listing so that no container starting in between is missed (like docker,
+      // without waiting for the daemon's answer).
+      client
+        .request('GET', '/events', { query: { filters: encodeFilters([], { type: ['container'] }) } })
+        .then(
+          (res) => {
+            if (finished) res.destroy();
+            else {
+              events = res;
+              void followEvents(res, all, add, remove);
+            }
+          },
+          () => {},
+        );
       const list = await client.json<ContainerSummary[] | null>('GET', '/containers/json', {
         query: { all },
       });
@@ -279,6 +289,7 @@ export const statsCommand: CommandHandler = async (ctx) => {
     }
     return 0;
   } finally {
+    finished = true;
     events?.destroy();
     for (const c of collectors.values()) c.close();
   }

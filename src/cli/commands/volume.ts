@@ -72,7 +72,7 @@ export function volumeRow(v: VolumeInfo): Row {
     Mountpoint: v.Mountpoint ?? '',
     Name: v.Name,
     Scope: v.Scope ?? '',
-    Size: v.UsageData ? humanSize(v.UsageData.Size ?? 0) : 'N/A',
+    Size: v.UsageData ? humanSize(v.UsageData.Size ?? 0, 4) : 'N/A',
     Status: 'N/A',
   };
 }
