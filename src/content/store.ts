@@ -379,6 +379,13 @@ class FileBlobWriter extends Writable implements BlobWriter {
   }
 }
 
+interface LiveFollower {
+  /** Bytes just written at `start` (the follower's position when it is in step). */
+  deliver(chunks: Buffer[], start: number): void;
+  /** The ingest was committed or closed. */
+  wake(): void;
+}
+
 interface IngestHooks {
   publish(tmp: string, digest: Digest, size: number): CommitResult;
   blobPath(digest: Digest): string;
@@ -397,6 +404,8 @@ class FileIngest implements Ingest {
   private appending = false;
   private committedPath: string | null = null;
   private readonly waiters = new Set<() => void>();
+  /** Followers that have read all there was and take the next bytes straight from the writer. */
+  private readonly live = new Set<LiveFollower>();
 
   private constructor(
     private readonly file: string,
@@ -457,6 +466,14 @@ class FileIngest implements Ingest {
     for (const wake of waiting) wake();
   }
 
+  /** Commit or close: every follower, live or waiting, looks at the new state. */
+  private settle(): void {
+    const live = [...this.live];
+    this.live.clear();
+    for (const follower of live) follower.wake();
+    this.notify();
+  }
+
   append(): Writable {
     if (this.state !== 'open') throw new Error(`ingest ${this.ref} is ${this.state}`);
     if (this.appending) throw new Conflict(`ingest ${this.ref} already has a writer`);
@@ -472,7 +489,11 @@ class FileIngest implements Ingest {
         return;
       }
       for (const chunk of chunks) this.hash.update(chunk);
-      this.writeAll(chunks, this.bytes, length, callback);
+      const start = this.bytes;
+      this.writeAll(chunks, start, length, (err) => {
+        if (!err) for (const follower of [...this.live]) follower.deliver(chunks, start);
+        callback(err);
+      });
     };
     return new Writable({
       highWaterMark: 1 << 20,
@@ -543,7 +564,7 @@ class FileIngest implements Ingest {
       this.state = 'committed';
       this.closeFd();
       this.hooks.release();
-      this.notify();
+      this.settle();
       return result;
     } catch (err) {
       this.finish(err instanceof Error ? err : new Error(String(err)), false);
@@ -565,7 +586,7 @@ class FileIngest implements Ingest {
     this.closeFd();
     if (!keep) fs.rmSync(this.file, { force: true });
     this.hooks.release();
-    this.notify();
+    this.settle();
   }
 
   private closeFd(): void {
@@ -583,6 +604,7 @@ class FileIngest implements Ingest {
     const fd = fs.openSync(file, 'r');
     let position = 0;
     let busy = false;
+    let isLive = false;
     const ingest = this;
     const stream: Readable = new Readable({
       highWaterMark: READ_CHUNK,
@@ -591,11 +613,35 @@ class FileIngest implements Ingest {
       },
       destroy(error, callback) {
         ingest.waiters.delete(pump);
+        ingest.live.delete(live);
         fs.close(fd, () => callback(error));
       },
     });
+    // Caught up with the writer: new bytes are handed over as written, without reading them back.
+    const live: LiveFollower = {
+      deliver(chunks, start) {
+        if (start !== position || stream.destroyed) {
+          leaveLive();
+          return;
+        }
+        let wantsMore = true;
+        for (const chunk of chunks) {
+          position += chunk.length;
+          wantsMore = stream.push(chunk);
+        }
+        if (!wantsMore) leaveLive();
+      },
+      wake() {
+        isLive = false;
+        pump();
+      },
+    };
+    function leaveLive(): void {
+      isLive = false;
+      ingest.live.delete(live);
+    }
     function pump(): void {
-      if (busy || stream.destroyed) return;
+      if (busy || isLive || stream.destroyed) return;
       const end = ingest.state === 'committed' ? ingest.expected.size : ingest.bytes;
       if (position < end) {
         busy = true;
@@ -624,7 +670,8 @@ class FileIngest implements Ingest {
         stream.destroy(ingest.failure ?? new Error(`ingest ${ingest.ref} was closed`));
         return;
       }
-      ingest.waiters.add(pump);
+      isLive = true;
+      ingest.live.add(live);
     }
     return stream;
   }

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -56,17 +57,22 @@ export function which(binary: string): string | null {
   return null;
 }
 
-/** Waits until `GET /v2/` answers (any status) on 127.0.0.1:port. */
-async function waitForRegistry(port: number, child: ChildProcess, logs: () => string): Promise<void> {
+/** Waits until `GET /v2/` answers (any status) on 127.0.0.1:port, over TLS when `tls`. */
+async function waitForRegistry(
+  port: number,
+  child: ChildProcess,
+  logs: () => string,
+  tls: boolean,
+): Promise<void> {
   for (let i = 0; i < 200; i++) {
     if (child.exitCode !== null) throw new Error(`registry exited with ${child.exitCode}: ${logs()}`);
     const status = await new Promise<number>((resolve) => {
-      http
-        .get({ host: '127.0.0.1', port, path: '/v2/', agent: false }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        })
-        .on('error', () => resolve(0));
+      const options = { host: '127.0.0.1', port, path: '/v2/', agent: false, rejectUnauthorized: false };
+      const onResponse = (res: http.IncomingMessage): void => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      };
+      (tls ? https.get(options, onResponse) : http.get(options, onResponse)).on('error', () => resolve(0));
     });
     if (status !== 0) return;
     await sleep(50);
@@ -83,10 +89,11 @@ export class RegistryProcess {
     readonly port: number,
     private readonly argv: () => string[],
     private readonly command: string,
+    private readonly tls = false,
   ) {}
 
   /** The Strata registry (`bin/strata registry serve`), optionally with a JSON config file. */
-  static async strata(options: { config?: object } = {}): Promise<RegistryProcess> {
+  static async strata(options: { config?: Record<string, unknown> } = {}): Promise<RegistryProcess> {
     const root = tempDir('registry');
     const port = await freePort();
     const args = ['registry', 'serve', '--root', path.join(root, 'data'), '--addr', `127.0.0.1:${port}`];
@@ -95,7 +102,12 @@ export class RegistryProcess {
       fs.writeFileSync(file, JSON.stringify(options.config));
       args.push('--config', file);
     }
-    const registry = new RegistryProcess(port, () => [STRATA_BIN, ...args], process.execPath);
+    const registry = new RegistryProcess(
+      port,
+      () => [STRATA_BIN, ...args],
+      process.execPath,
+      options.config?.tls !== undefined,
+    );
     await registry.start();
     return registry;
   }
@@ -147,7 +159,7 @@ export class RegistryProcess {
     child.stderr?.on('data', (d: Buffer) => {
       this.output += d.toString();
     });
-    await waitForRegistry(this.port, child, () => this.output);
+    await waitForRegistry(this.port, child, () => this.output, this.tls);
   }
 
   /** SIGKILL: connections in flight break mid-transfer. */

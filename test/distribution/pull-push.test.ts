@@ -122,6 +122,26 @@ describe('push and pull through the Strata registry', () => {
     );
   });
 
+  test('two pulls of the same image at once share each download', async () => {
+    await b.dockerOk(['rmi', `${R}/child:v1`]);
+    assert.equal((await b.docker(['image', 'inspect', `${R}/child:v1`])).code, 1);
+    proxy.clear();
+    const [one, two] = await Promise.all([
+      b.docker(['pull', `${R}/child:v1`]),
+      b.docker(['pull', `${R}/child:v1`]),
+    ]);
+    assert.equal(one.code, 0, one.stderr);
+    assert.equal(two.code, 0, two.stderr);
+    const fetched = downloadedBlobs(proxy.log)
+      .map((e) => e.url.split('/').at(-1))
+      .filter((d) => d === `sha256:${sha256Hex(bb)}` || d === `sha256:${sha256Hex(top)}`);
+    assert.equal(fetched.length, 2, `each layer fetched once: ${fetched.join(' ')}`);
+    assert.equal(
+      await b.dockerOk(['run', '--rm', `${R}/child:v1`, 'cat', '/app/hello.txt']),
+      'hello from the top layer',
+    );
+  });
+
   test('pull by digest; layers the daemon has are not fetched again', async () => {
     assert.ok(baseDigest, 'needs the first test');
     proxy.clear();

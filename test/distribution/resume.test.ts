@@ -101,4 +101,49 @@ describe('interrupted pull', () => {
     const sum = await b.dockerOk(['run', '--rm', `${R}/resume:v1`, 'sha256sum', '/data/big.bin']);
     assert.equal(sum.split(/\s+/)[0], sha256Hex(payload));
   });
+
+  test('resumes after the daemon itself was killed mid-layer and started again', async () => {
+    const R = proxy.address;
+    const bb = await busyboxTar();
+    const payload = randomBytes(24 * 1024 * 1024);
+    const big = await tarOf({ 'data/other.bin': payload });
+    const imageId = await loadImage(a, { tag: `${R}/restart:v1`, layers: [bb, big], label: 'restart' });
+    await a.dockerOk(['push', `${R}/restart:v1`]);
+    // b has the busybox layer from the test before; start from nothing on a fresh daemon.
+    const c = await startDaemon();
+    try {
+      const bigDigest = `sha256:${sha256Hex(big)}`;
+      const cutAt = 8 * 1024 * 1024;
+      proxy.clear();
+      proxy.cutOnce(
+        (e) => e.method === 'GET' && e.url.endsWith(bigDigest),
+        cutAt,
+        async () => {
+          await sleep(1000);
+          await c.kill();
+        },
+      );
+      const first = await c.docker(['pull', `${R}/restart:v1`]);
+      assert.notEqual(first.code, 0, 'the CLI loses its daemon');
+      await c.restart();
+      proxy.clear();
+      const second = await engineRequest(
+        c,
+        'POST',
+        `/images/create?fromImage=${encodeURIComponent(`${R}/restart`)}&tag=v1`,
+      );
+      assert.equal(streamError(second.messages), null, second.raw);
+      const fetches = downloadedBlobs(proxy.log).filter((e) => !e.url.endsWith(imageId));
+      assert.deepEqual(
+        fetches.map((e) => e.url.split('/').at(-1)),
+        [bigDigest],
+      );
+      assert.match(fetches[0]?.range ?? '', /^bytes=[1-9]\d*-$/, 'resumed from the bytes kept on disk');
+      assert.ok((fetches[0]?.bytesOut ?? big.length) < big.length);
+      const sum = await c.dockerOk(['run', '--rm', `${R}/restart:v1`, 'sha256sum', '/data/other.bin']);
+      assert.equal(sum.split(/\s+/)[0], sha256Hex(payload));
+    } finally {
+      await c.cleanup();
+    }
+  });
 });
