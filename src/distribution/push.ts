@@ -5,8 +5,8 @@ import { InvalidArgument, NotFound } from '../common/errors.js';
 import type { ContentStore } from '../content/store.js';
 import { familiarName, type NamedReference } from '../images/reference.js';
 import type { ImageRecord, ImageService, LayerRecord } from '../images/service.js';
-import { registryError, Unauthorized } from './errors.js';
-import type { Limiter } from './limiter.js';
+import { RegistryUnreachable, registryError, Unauthorized } from './errors.js';
+import { type Limiter, sleep } from './limiter.js';
 import { buildManifest } from './manifest.js';
 import type { DistributionMetadata, LayerDescriptor } from './metadata.js';
 import { layerId, layerStatus, type ProgressSink, ThrottledProgress } from './progress.js';
@@ -34,6 +34,7 @@ export interface PushItem {
 }
 
 const MAX_MOUNT_CANDIDATES = 3;
+const UPLOAD_ATTEMPTS = 3;
 
 /** What `docker push name[:tag]` pushes: one tag, or every tag of the repository. Nothing → 404. */
 export function resolvePushItems(
@@ -210,7 +211,18 @@ class ImagePush {
         throw new NotFound(`layer ${id}: blob ${local.digest} is not in the local content store`);
       }
       const bar = new ThrottledProgress(this.progress, id, 'Pushing', local.size);
-      await this.upload(local.digest, local.size, bar, signal, location);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.upload(local.digest, local.size, bar, signal, location);
+          break;
+        } catch (err) {
+          // A dropped connection: start a new upload session (the old one may be half written).
+          if (!(err instanceof RegistryUnreachable) || attempt >= UPLOAD_ATTEMPTS || signal.aborted)
+            throw err;
+          location = null;
+          await sleep(250 * attempt, signal);
+        }
+      }
       return done(local, 'Pushed');
     } finally {
       release();

@@ -37,7 +37,7 @@ export class RegistryTransport {
     let target = url;
     let headers = { ...options.headers };
     for (let hop = 0; ; hop++) {
-      const res = await this.sendOnce(target, { ...options, headers });
+      const res = await this.sendRetryingStale(target, { ...options, headers });
       const location = res.headers.location;
       const isRedirect = res.statusCode !== undefined && [301, 302, 303, 307, 308].includes(res.statusCode);
       if (!isRedirect || location === undefined || (options.method !== 'GET' && options.method !== 'HEAD')) {
@@ -52,6 +52,22 @@ export class RegistryTransport {
         );
       }
       target = next;
+    }
+  }
+
+  /**
+   * A kept-alive connection the server closed just as it was reused fails at once: such a request
+   * is sent again on a new connection (Node's documented pattern), unless its body was a stream.
+   */
+  private async sendRetryingStale(url: URL, options: SendOptions): Promise<http.IncomingMessage> {
+    try {
+      return await this.sendOnce(url, options);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const stale = (err as { reusedSocket?: boolean }).reusedSocket === true;
+      const replayable = options.body === undefined || Buffer.isBuffer(options.body);
+      if (!stale || !replayable || (code !== 'ECONNRESET' && code !== 'EPIPE')) throw err;
+      return this.sendOnce(url, options);
     }
   }
 
@@ -79,7 +95,10 @@ export class RegistryTransport {
         },
       );
       req.setTimeout(IDLE_TIMEOUT_MS, () => req.destroy(new Error(`no data for ${IDLE_TIMEOUT_MS / 1000}s`)));
-      req.on('error', reject);
+      req.on('error', (err: NodeJS.ErrnoException & { reusedSocket?: boolean }) => {
+        err.reusedSocket = req.reusedSocket;
+        reject(err);
+      });
       if (body === undefined || Buffer.isBuffer(body)) {
         req.end(body);
       } else {

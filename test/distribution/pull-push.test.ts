@@ -174,6 +174,12 @@ describe('push and pull through the Strata registry', () => {
       'by-digest',
     );
 
+    // docker run of an image the daemon lacks: create answers 404, the CLI pulls, then creates.
+    const ran = await b.docker(['run', '--rm', `${R}/base:v1`, 'echo', 'pulled-by-run']);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.equal(ran.stdout.trim(), 'pulled-by-run');
+    assert.match(ran.stderr, new RegExp(`Unable to find image '${R}/base:v1' locally`));
+
     const wrong = `sha256:${'0'.repeat(64)}`;
     const missing = await b.docker(['pull', `${R}/base@${wrong}`]);
     assert.equal(missing.code, 1);
