@@ -38,6 +38,8 @@ export async function listenTls(
     key: fs.readFileSync(tls.keyFile),
     requestCert: true,
     rejectUnauthorized: true,
+    // The docker CLI half-closes attach connections (TLS close_notify) and keeps reading: keep ours open.
+    allowHalfOpen: true,
     minVersion: 'TLSv1.2',
     keepAlive: true,
     requestTimeout: 0,

@@ -1,0 +1,65 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** Helpers shared by the resource, security and ACL integration tests. */
+
+/** A container's cgroup file on the host (v1: per-controller hierarchy; v2: the one tree). */
+export function cgroupFile(controller: string, id: string, file: string): string {
+  const v2 = fs.existsSync('/sys/fs/cgroup/cgroup.controllers');
+  return v2 ? `/sys/fs/cgroup/strata/${id}/${file}` : `/sys/fs/cgroup/${controller}/strata/${id}/${file}`;
+}
+
+export function readCgroup(controller: string, id: string, file: string): string {
+  return fs.readFileSync(cgroupFile(controller, id, file), 'utf8').trim();
+}
+
+export const isCgroupV2 = fs.existsSync('/sys/fs/cgroup/cgroup.controllers');
+
+export async function waitFor<T>(
+  what: string,
+  fn: () => T | null | undefined | false,
+  timeoutMs = 10_000,
+  intervalMs = 50,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A loop block device over a small sparse file (block-device tests; the VM's own disk is not readable). */
+export function createLoopDevice(dir: string, sizeMb = 16): { device: string; detach: () => void } {
+  const file = path.join(dir, `loop-${process.pid}-${Date.now()}.img`);
+  fs.writeFileSync(file, '');
+  fs.truncateSync(file, sizeMb * 1024 * 1024);
+  const device = execFileSync('losetup', ['-f', '--show', file], { encoding: 'utf8' }).trim();
+  return {
+    device,
+    detach: () => {
+      try {
+        execFileSync('losetup', ['-d', device]);
+      } catch {
+        // already detached
+      }
+      fs.rmSync(file, { force: true });
+    },
+  };
+}
+
+/** The host's hard limit for a resource, from /proc/self/limits (null for unlimited). */
+export function hostHardLimit(label: string): number | null {
+  const line = fs
+    .readFileSync('/proc/self/limits', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(label));
+  const hard = line?.slice(label.length).trim().split(/\s+/)[1];
+  return hard === undefined || hard === 'unlimited' ? null : Number(hard);
+}
