@@ -131,7 +131,7 @@ function mainHelp(): string {
 }
 
 function groupHelp(group: string): string {
-  const rows = groupCommands(group).map(([verb, spec]) => `  ${verb.padEnd(10)}${spec.summary}\n`);
+  const rows = groupCommands(group).map(([verb, spec]) => `  ${verb.padEnd(12)}${spec.summary}\n`);
   return `Usage:  strata ${group} COMMAND\n\nCommands:\n${rows.join('')}\nRun 'strata ${group} COMMAND --help' for more information on a command.\n`;
 }
 
