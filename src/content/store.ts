@@ -66,6 +66,11 @@ export interface Ingest {
   /** Bytes on disk (and hashed) so far. */
   readonly size: number;
   append(): Writable;
+  /**
+   * Hashes and writes `chunk` at the end before returning (a synchronous write to the page cache):
+   * for sources that hand out bytes in a buffer they reuse, such as a socket read into one buffer.
+   */
+  appendSync(chunk: Buffer): void;
   commit(): Promise<CommitResult>;
   follow(): Readable;
   close(options?: { keep?: boolean }): Promise<void>;
@@ -472,6 +477,27 @@ class FileIngest implements Ingest {
     this.live.clear();
     for (const follower of live) follower.wake();
     this.notify();
+  }
+
+  appendSync(chunk: Buffer): void {
+    if (this.state !== 'open' || this.fd === null) throw new Error(`ingest ${this.ref} is ${this.state}`);
+    if (this.appending) throw new Conflict(`ingest ${this.ref} already has a writer`);
+    if (this.bytes + chunk.length > this.expected.size) {
+      throw new InvalidArgument(`size mismatch: more than the expected ${this.expected.size} bytes`);
+    }
+    this.hash.update(chunk);
+    const start = this.bytes;
+    let offset = 0;
+    while (offset < chunk.length) {
+      offset += fs.writeSync(this.fd, chunk, offset, chunk.length - offset, start + offset);
+    }
+    this.bytes += chunk.length;
+    this.notify();
+    if (this.live.size > 0) {
+      // The caller reuses its buffer: live followers get their own copy.
+      const copy = Buffer.from(chunk);
+      for (const follower of [...this.live]) follower.deliver([copy], start);
+    }
   }
 
   append(): Writable {

@@ -8,6 +8,7 @@ import { logger } from '../common/log.js';
 import type { ContentStore, Ingest } from '../content/store.js';
 import { RegistryResponseError, RegistryUnreachable, registryError } from './errors.js';
 import { Limiter, sleep } from './limiter.js';
+import { rawGet } from './rawget.js';
 import type { RegistrySession } from './session.js';
 import { readResponse } from './transport.js';
 
@@ -159,6 +160,67 @@ export class BlobDownload {
 
   /** One GET of the missing part of the blob, appended to the ingest. */
   private async fetchRest(ingest: Ingest, signal: AbortSignal): Promise<void> {
+    const url = this.session.url(`/v2/${this.repository}/blobs/${this.digest}`);
+    if (url.protocol === 'http:' && (await this.fetchRestRaw(url, ingest, signal))) return;
+    await this.fetchRestHttp(ingest, signal);
+  }
+
+  /**
+   * The plain-HTTP fast path (see rawget.ts). Returns false when the answer needs the general
+   * client: a redirect, or a 401 whose challenge the session must take up.
+   */
+  private async fetchRestRaw(url: URL, ingest: Ingest, signal: AbortSignal): Promise<boolean> {
+    const offset = ingest.size;
+    const headers: Record<string, string> = offset > 0 ? { Range: `bytes=${offset}-` } : {};
+    const authorization = await this.session.authorizationHeader(signal);
+    if (authorization) headers.Authorization = authorization;
+    let skip = 0;
+    const result = await rawGet(
+      url,
+      headers,
+      {
+        onHead: (head) => {
+          if (head.status === 206) {
+            const start = /^bytes (\d+)-/.exec(head.headers['content-range'] ?? '');
+            if (!start || Number(start[1]) !== offset) {
+              throw new Error(
+                `registry answered range ${head.headers['content-range']} for bytes=${offset}-`,
+              );
+            }
+            return true;
+          }
+          if (head.status === 200) {
+            // The registry ignored the range: drop the bytes that are already on disk.
+            skip = offset;
+            return true;
+          }
+          return false;
+        },
+        onBody: (slice) => {
+          let data = slice;
+          if (skip > 0) {
+            const dropped = Math.min(skip, data.length);
+            skip -= dropped;
+            data = data.subarray(dropped);
+            if (data.length === 0) return;
+          }
+          ingest.appendSync(data);
+          this.received += data.length;
+          this.emit({ type: 'progress', received: this.received });
+        },
+      },
+      signal,
+    );
+    if (result.status === 200 || result.status === 206) {
+      if (ingest.size < this.size) throw new PrematureEnd(ingest.size, this.size);
+      return true;
+    }
+    if (result.status === 401 || (result.status >= 300 && result.status < 400)) return false;
+    throw registryError(result.status, result.collected);
+  }
+
+  /** The general path: Node's HTTP(S) client, with redirects and authentication retries. */
+  private async fetchRestHttp(ingest: Ingest, signal: AbortSignal): Promise<void> {
     const offset = ingest.size;
     const headers: Record<string, string> = offset > 0 ? { Range: `bytes=${offset}-` } : {};
     const res = await this.session.request('GET', `/v2/${this.repository}/blobs/${this.digest}`, {

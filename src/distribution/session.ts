@@ -144,6 +144,11 @@ export class RegistrySession {
     }
   }
 
+  /** The Authorization header the next request would carry (for requests sent outside `request`). */
+  authorizationHeader(signal?: AbortSignal): Promise<string | undefined> {
+    return this.authorization(signal);
+  }
+
   private async authorization(signal?: AbortSignal): Promise<string | undefined> {
     if (this.challenge === null) return undefined;
     if (this.challenge.scheme === 'basic') {
