@@ -30,6 +30,7 @@ import {
   type RunCommand,
   type Stage,
 } from './instructions.js';
+import { LayerPlan, LowerView } from './layer-plan.js';
 import { RunOutputSink } from './run-output.js';
 import { LexError, ShellLex } from './shell-lex.js';
 import {
@@ -401,7 +402,13 @@ export class Build {
     for (const command of stage.commands) {
       this.checkCancelled();
       this.printStep(command.original);
+      const started = performance.now();
       await this.wrapErrors(command.line, () => this.dispatch(state, command, stage));
+      log.debug('step done', {
+        line: command.line,
+        kind: command.kind,
+        ms: Math.round(performance.now() - started),
+      });
       this.out(` ---> ${state.image ? shortId(state.image.id) : ''}\n`);
     }
     return state.image;
@@ -852,11 +859,34 @@ export class Build {
       this.useCached(state, cached);
       return;
     }
-    const result = await this.fileStep(state, (writer) => {
-      const fd = writer.mkdirAll(dir, { uid: 0, gid: 0 });
-      fs.closeSync(fd);
-    });
-    await this.commit(state, key, createdBy, result);
+    const plan = this.newPlan(state);
+    plan.mkdirAll(dir, { uid: 0, gid: 0 });
+    await this.commit(state, key, createdBy, { layer: plan.isEmpty ? null : plan.toTar(this.epoch) });
+  }
+
+  /** A layer plan against the current image (COPY and WORKDIR without a mount). */
+  private newPlan(state: StageState): LayerPlan {
+    const lowers = state.image?.chainId ? this.deps.snapshotter.lowerDirs(state.image.chainId) : [];
+    const nowNs = BigInt(this.epoch !== null ? this.epoch * 1000 : Date.now()) * 1_000_000n;
+    return new LayerPlan(new LowerView(lowers), nowNs);
+  }
+
+  /**
+   * The /etc/passwd and /etc/group of the current image, in a scratch directory, for resolving
+   * `--chown` names without mounting the image.
+   */
+  private identityRoot(state: StageState, plan: LayerPlan): string {
+    const dir = fs.mkdtempSync(path.join(this.workDir, 'ids-'));
+    fs.mkdirSync(path.join(dir, 'etc'));
+    const lowers = state.image?.chainId ? this.deps.snapshotter.lowerDirs(state.image.chainId) : [];
+    const view = new LowerView(lowers);
+    for (const name of ['passwd', 'group']) {
+      const found = view.lookup(plan.resolve(`/etc/${name}`));
+      if (found?.stat.isFile() && found.stat.size <= 1 << 20) {
+        fs.copyFileSync(found.hostPath, path.join(dir, 'etc', name));
+      }
+    }
+    return dir;
   }
 
   /** `--chown=user[:group]`, names looked up in the image's own /etc/passwd and /etc/group. */
@@ -971,6 +1001,33 @@ export class Build {
         return;
       }
 
+      if (sources.every((s) => s.archive === null)) {
+        const plan = this.newPlan(state);
+        let identity: Identity = { uid: 0, gid: 0 };
+        if (chown !== null) {
+          const ids = this.identityRoot(state, plan);
+          try {
+            identity = this.chownIdentity(chown, ids);
+          } finally {
+            fs.rmSync(ids, { recursive: true, force: true });
+          }
+        }
+        const options = { identity, chmod };
+        for (const { source } of sources) {
+          if (source.type === 'directory') plan.copyDirectoryContents(source, dest, options);
+          else
+            plan.copyTo(
+              source,
+              destIsDir || plan.isDirectory(dest) ? posixPath.join(dest, source.name) : dest,
+              options,
+            );
+        }
+        await this.commit(state, key, createdBy, { layer: plan.isEmpty ? null : plan.toTar(this.epoch) });
+        return;
+      }
+
+      // ADD of archives: extracted through an overlay mount of the image (the extractor keeps every
+      // entry inside the destination).
       const result = await this.fileStep(state, async (writer) => {
         const options: WriteOptions = { identity: this.chownIdentity(chown, writer.rootDir), chmod };
         for (const { source, archive } of sources) {

@@ -3,9 +3,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { InvalidArgument, StrataError } from '../common/errors.js';
-import { consumeTar, type TarBodySink, type TarEntryHeader } from '../common/tar.js';
 import { decompress, sniffCompression } from '../images/streams.js';
 import type { IgnoreMatcher } from './patterns.js';
+import { type ContextTarHeader, readContextTar } from './tar-reader.js';
 
 /**
  * The build context as the client sent it: a tar (plain or gzip), or a bare Dockerfile.
@@ -141,7 +141,18 @@ export class BuildContext {
       const { compression, stream: raw } = await sniffCompression(body);
       const { head, stream } = await peek(decompress(raw, compression), 512);
       if (looksLikeTar(head)) {
-        await consumeTar(stream, (header) => context.add(header));
+        let end: (() => void) | null = null;
+        await readContextTar(stream, {
+          entry: (header) => {
+            const sink = context.add(header);
+            end = sink?.end ?? null;
+            return sink?.write ?? null;
+          },
+          end: () => {
+            end?.();
+            end = null;
+          },
+        });
       } else {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -219,7 +230,7 @@ export class BuildContext {
     parent.children!.set(entry.name, entry);
   }
 
-  private add(header: TarEntryHeader): TarBodySink | null {
+  private add(header: ContextTarHeader): { write: (chunk: Buffer) => void; end: () => void } | null {
     const relPath = cleanContextPath(header.name);
     if (relPath === null) {
       if (header.type === 'directory') {
@@ -270,7 +281,6 @@ export class BuildContext {
             entry.digest = hash.digest('hex');
             this.insert(entry);
           },
-          abort: () => {},
         };
       }
       default:

@@ -34,8 +34,8 @@ export interface CopySource {
   size: number;
   linkname: string;
   children(): CopySource[];
-  /** Writes the body of a file into `fd` (opened for writing, empty). */
-  writeContent(fd: number): void;
+  /** The body of a file, in chunks (each may be reused after the next one is requested). */
+  chunks(): Iterable<Buffer>;
 }
 
 const CHUNK = 1 << 20;
@@ -49,13 +49,14 @@ export function contextSource(context: BuildContext, entry: ContextEntry, name =
     size: entry.size,
     linkname: entry.linkname,
     children: () => context.childrenOf(entry).map((child) => contextSource(context, child)),
-    writeContent: (fd) => {
-      const buf = Buffer.allocUnsafe(Math.min(CHUNK, Math.max(entry.size, 1)));
+    chunks: function* () {
       for (let position = 0; position < entry.size; ) {
+        // A fresh buffer per chunk: a tar stream keeps it until its reader consumed it.
+        const buf = Buffer.allocUnsafe(Math.min(CHUNK, entry.size - position));
         const n = context.read(entry, buf, position);
         if (n === 0) break;
-        writeAll(fd, buf, n);
         position += n;
+        yield n === buf.length ? buf : buf.subarray(0, n);
       }
     },
   };
@@ -88,14 +89,14 @@ export function fileSystemSource(hostPath: string, name = posixPath.basename(hos
             .map((child) => fileSystemSource(`${hostPath}/${child}`, child))
             .filter((s): s is CopySource => s !== null)
         : [],
-    writeContent: (fd) => {
+    chunks: function* () {
       const src = fs.openSync(hostPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
       try {
-        const buf = Buffer.allocUnsafe(CHUNK);
         for (;;) {
+          const buf = Buffer.allocUnsafe(CHUNK);
           const n = fs.readSync(src, buf, 0, buf.length, null);
           if (n === 0) break;
-          writeAll(fd, buf, n);
+          yield n === buf.length ? buf : buf.subarray(0, n);
         }
       } finally {
         fs.closeSync(src);
@@ -113,7 +114,7 @@ export function bufferSource(name: string, data: Buffer, mode: number, mtimeNs: 
     size: data.length,
     linkname: '',
     children: () => [],
-    writeContent: (fd) => writeAll(fd, data, data.length),
+    chunks: () => [data],
   };
 }
 
@@ -236,7 +237,7 @@ export class RootWriter {
           0o600,
         );
         try {
-          source.writeContent(fd);
+          for (const chunk of source.chunks()) writeAll(fd, chunk, chunk.length);
           fs.fchownSync(fd, uid, gid);
           fs.fchmodSync(fd, mode);
         } finally {

@@ -124,7 +124,12 @@ export class BuildService implements Builder {
     const workDir = fs.mkdtempSync(path.join(this.tmpDir, 'b-'));
     let context: BuildContext | null = null;
     try {
+      const receiveStarted = performance.now();
       context = await BuildContext.receive(body, workDir, options.dockerfile);
+      log.debug('context received', {
+        bytes: context.bytes,
+        ms: Math.round(performance.now() - receiveStarted),
+      });
       const dockerfileName = options.dockerfile;
       let text = context.readSmallFile(dockerfileName);
       if (text === null && dockerfileName === 'Dockerfile') text = context.readSmallFile('dockerfile');

@@ -51,22 +51,17 @@ export async function buildOk(
  * the container log after it exited: `docker run` of a very short process occasionally loses the end
  * of its attached output (a container-attach race outside the build code), the log never does.
  */
-export async function sh(d: TestDaemon, image: string, script: string): Promise<string> {
-  const id = await d.dockerOk([
-    'run',
-    '-d',
-    '--network',
-    'none',
-    '--entrypoint',
-    '/bin/sh',
-    image,
-    '-c',
-    script,
-  ]);
+export function sh(d: TestDaemon, image: string, script: string): Promise<string> {
+  return runOutput(d, ['--entrypoint', '/bin/sh', image, '-c', script]);
+}
+
+/** `docker run <args>` (image and command included) → its output, from the log; exit code checked. */
+export async function runOutput(d: TestDaemon, args: string[]): Promise<string> {
+  const id = await d.dockerOk(['run', '-d', '--network', 'none', ...args]);
   try {
     const code = await d.dockerOk(['wait', id]);
     const logs = await d.docker(['logs', id]);
-    assert.equal(code, '0', `script failed in ${image}: ${script}\n${logs.stdout}${logs.stderr}`);
+    assert.equal(code, '0', `docker run ${args.join(' ')} failed:\n${logs.stdout}${logs.stderr}`);
     return logs.stdout.trim();
   } finally {
     await d.docker(['rm', '-f', id]);

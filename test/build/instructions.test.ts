@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { packEntries } from '../../src/common/tar.js';
 import { importBusybox, startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { buildOk, fixtureContext, inspectConfig, removeContexts, sh } from './helpers.js';
+import { buildOk, fixtureContext, inspectConfig, removeContexts, runOutput, sh } from './helpers.js';
 
 /**
  * Every Dockerfile instruction and parser feature, each fixture under test/build/fixtures built
@@ -31,7 +31,7 @@ describe('docker build: instructions', () => {
     assert.match(stdout, /Removing intermediate container [0-9a-f]{12}\n/);
     assert.match(stdout, /Successfully tagged basic:1\n/);
 
-    assert.equal(await d.dockerOk(['run', '--rm', 'basic:1']), 'howdy from /srv/app/sub');
+    assert.equal(await runOutput(d, ['basic:1']), 'howdy from /srv/app/sub');
     const files = await sh(d, 'basic:1', 'cat env.txt /exec.txt /shell.txt /tmp/uid.txt; pwd; id -un');
     assert.deepEqual(files.split('\n'), [
       'mode=production extra=has-greeting unset=[] legacy=legacy value with spaces',
@@ -182,7 +182,7 @@ describe('docker build: instructions', () => {
   test('multi-stage builds: COPY --from name, index and image; FROM a stage; --target', async () => {
     const ctx = fixtureContext('multistage');
     await buildOk(d, ['-t', 'multi:1', ctx]);
-    assert.equal(await d.dockerOk(['run', '--rm', 'multi:1']), 'built');
+    assert.equal(await runOutput(d, ['multi:1']), 'built');
     assert.equal(
       await sh(
         d,
@@ -221,7 +221,7 @@ describe('docker build: instructions', () => {
     fs.chmodSync(path.join(ctx, 'busybox'), 0o755);
     const { stdout } = await buildOk(d, ['-t', 'scratch:1', ctx]);
     assert.match(stdout, /Step 1\/4 : FROM scratch\n ---> \n/);
-    assert.equal(await d.dockerOk(['run', '--rm', 'scratch:1']), 'static');
+    assert.equal(await runOutput(d, ['scratch:1']), 'static');
     const layers = JSON.parse(
       await d.dockerOk(['image', 'inspect', '-f', '{{json .RootFS.Layers}}', 'scratch:1']),
     );
