@@ -1,0 +1,249 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import {
+  busyboxTar,
+  type Daemon,
+  fmt,
+  has,
+  must,
+  type Stats,
+  sh,
+  startStrata,
+  stats,
+  timeMs,
+  tmpBase,
+  waitForSocket,
+} from './common.js';
+
+/**
+ * bench/network: the cost of networking and the speed of a bridge, side by side with Docker (and
+ * podman when installed).
+ *  - run latency: `run --rm bb true` on the default bridge network minus the same with
+ *    `--network none`, interleaved, medians of RUNS each;
+ *  - throughput: busybox `nc` container → container over a user-defined network (SIZE_MB, bounded
+ *    by a timeout), timed inside the client from /proc/uptime.
+ * Docker runs on a private socket with a bridge of its own (`stbench0`, 10.199.0.0/24) and
+ * iptables enabled; its chains and the bridge are removed afterwards.
+ */
+const RUNS = Number(process.env.RUNS ?? 15);
+const SIZE_MB = Number(process.env.SIZE_MB ?? 64);
+const DOCKER_BRIDGE = 'stbench0';
+const DOCKER_BRIDGE_CIDR = '10.199.0.1/24';
+
+interface Row {
+  engine: string;
+  bridge: Stats;
+  none: Stats;
+  throughput: number | null;
+}
+
+function runOnce(env: Record<string, string>, cli: string, network: string): number {
+  return timeMs(() => {
+    const r = sh(cli, ['run', '--rm', '--network', network, 'bb:latest', 'true'], env);
+    if (r.code !== 0) throw new Error(`${cli} run --network ${network} failed: ${r.stderr}`);
+  });
+}
+
+function latency(
+  env: Record<string, string>,
+  cli: string,
+  bridgeName: string,
+): { bridge: Stats; none: Stats } {
+  runOnce(env, cli, bridgeName);
+  runOnce(env, cli, 'none');
+  const bridge: number[] = [];
+  const none: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    bridge.push(runOnce(env, cli, bridgeName));
+    none.push(runOnce(env, cli, 'none'));
+  }
+  return { bridge: stats(bridge), none: stats(none) };
+}
+
+/** MB/s container → container over a fresh user network. */
+function throughput(env: Record<string, string>, cli: string): number | null {
+  const net = `stbench-${process.pid}`;
+  must(cli, ['network', 'create', net], env);
+  try {
+    // The server's stdin stays open (busybox nc closes the connection when its stdin ends).
+    must(
+      cli,
+      [
+        'run',
+        '-d',
+        '--name',
+        'nc-server',
+        '--network',
+        net,
+        'bb:latest',
+        'sh',
+        '-c',
+        'sleep 600 | nc -l -p 5001 > /dev/null',
+      ],
+      env,
+    );
+    const r = sh(
+      cli,
+      [
+        'run',
+        '--rm',
+        '--network',
+        net,
+        'bb:latest',
+        'sh',
+        '-c',
+        `sleep 0.5; s=$(cut -d" " -f1 /proc/uptime); dd if=/dev/zero bs=1M count=${SIZE_MB} 2>/dev/null | timeout 120 nc nc-server 5001; e=$(cut -d" " -f1 /proc/uptime); echo "elapsed $s $e"`,
+      ],
+      env,
+    );
+    const m = /elapsed ([\d.]+) ([\d.]+)/.exec(r.stdout);
+    if (!m || Number(m[2]) <= Number(m[1])) {
+      process.stderr.write(`throughput run gave no timing: ${r.stdout}${r.stderr}\n`);
+      return null;
+    }
+    return (SIZE_MB * 1.048576) / (Number(m[2]) - Number(m[1]));
+  } finally {
+    sh(cli, ['rm', '-f', 'nc-server'], env);
+    sh(cli, ['network', 'rm', net], env);
+  }
+}
+
+/** dockerd with a bridge and iptables of its own; everything it set up is removed by stop(). */
+async function startDockerdWithBridge(base: string): Promise<Daemon | null> {
+  if (!has('dockerd') || !has('containerd')) return null;
+  fs.mkdirSync(base, { recursive: true });
+  sh('ip', ['link', 'add', DOCKER_BRIDGE, 'type', 'bridge']);
+  sh('ip', ['addr', 'add', DOCKER_BRIDGE_CIDR, 'dev', DOCKER_BRIDGE]);
+  sh('ip', ['link', 'set', DOCKER_BRIDGE, 'up']);
+  const policy = /-P FORWARD (\w+)/.exec(sh('iptables', ['-S', 'FORWARD']).stdout)?.[1] ?? 'ACCEPT';
+  const socket = path.join(base, 'docker.sock');
+  const child: ChildProcess = spawn(
+    'dockerd',
+    [
+      '--host',
+      `unix://${socket}`,
+      '--data-root',
+      path.join(base, 'data'),
+      '--exec-root',
+      path.join(base, 'exec'),
+      '--pidfile',
+      path.join(base, 'docker.pid'),
+      '--bridge',
+      DOCKER_BRIDGE,
+      '--iptables=true',
+      '--ip-forward=false',
+      '--ip6tables=false',
+      '--containerd-namespace',
+      'strata-bench',
+      '--containerd-plugins-namespace',
+      'strata-bench-p',
+    ],
+    { stdio: ['ignore', 'ignore', fs.openSync(path.join(base, 'dockerd.log'), 'w')] },
+  );
+  const cleanupHost = () => {
+    for (const table of ['filter', 'nat']) {
+      const rules = sh('iptables', ['-t', table, '-S']).stdout.split('\n');
+      for (const rule of rules.filter(
+        (l) => l.startsWith('-A ') && / -j DOCKER/.test(l) && !l.startsWith('-A DOCKER'),
+      ))
+        sh('iptables', ['-t', table, '-D', ...rule.slice(3).split(' ')]);
+      for (const chain of rules.filter((l) => l.startsWith('-N DOCKER')).map((l) => l.slice(3))) {
+        sh('iptables', ['-t', table, '-F', chain]);
+      }
+      for (const chain of rules.filter((l) => l.startsWith('-N DOCKER')).map((l) => l.slice(3))) {
+        sh('iptables', ['-t', table, '-X', chain]);
+      }
+    }
+    sh('iptables', ['-P', 'FORWARD', policy]);
+    sh('ip', ['link', 'del', DOCKER_BRIDGE]);
+  };
+  try {
+    await waitForSocket(socket, 60_000);
+  } catch {
+    child.kill('SIGKILL');
+    cleanupHost();
+    return null;
+  }
+  const env = { DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: path.join(base, 'cfg') };
+  return {
+    name: 'docker',
+    marker: 'strata-bench',
+    env,
+    pids: () => [child.pid ?? 0],
+    stop: async () => {
+      const ids = sh('docker', ['ps', '-aq'], env).stdout.split('\n').filter(Boolean);
+      if (ids.length) sh('docker', ['rm', '-f', ...ids], env);
+      await new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        child.once('exit', () => {
+          clearTimeout(t);
+          resolve();
+        });
+        child.kill('SIGTERM');
+      });
+      cleanupHost();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const tar = busyboxTar();
+  const rows: Row[] = [];
+  const base = tmpBase('strata-bench-net-');
+  const engines: { start: () => Promise<Daemon | null>; cli: string; bridge: string }[] = [
+    { start: () => startStrata(path.join(base, 'strata')), cli: 'docker', bridge: 'bridge' },
+  ];
+  if (!process.env.SKIP_DOCKER)
+    engines.push({
+      start: () => startDockerdWithBridge(path.join(base, 'docker')),
+      cli: 'docker',
+      bridge: 'bridge',
+    });
+  for (const engine of engines) {
+    const daemon = await engine.start().catch((err) => {
+      process.stderr.write(`could not start an engine: ${err}\n`);
+      return null;
+    });
+    if (!daemon) continue;
+    try {
+      must('docker', ['import', '-c', 'CMD ["sh"]', '-', 'bb:latest'], daemon.env, tar);
+      const lat = latency(daemon.env, engine.cli, engine.bridge);
+      rows.push({ engine: daemon.name, ...lat, throughput: throughput(daemon.env, engine.cli) });
+    } finally {
+      await daemon.stop();
+    }
+  }
+  if (has('podman') && !process.env.SKIP_PODMAN) {
+    const env = {};
+    sh('podman', ['import', '--change', 'CMD ["sh"]', '-', 'bb:latest'], env, tar);
+    const lat = latency(env, 'podman', 'bridge');
+    rows.push({ engine: 'podman', ...lat, throughput: throughput(env, 'podman') });
+  }
+  fs.rmSync(base, { recursive: true, force: true });
+
+  const lines = [
+    `bench/network: RUNS=${RUNS} (interleaved), SIZE_MB=${SIZE_MB}; times in ms (median [min–max]) of \`run --rm bb true\` through the docker CLI`,
+    '',
+    '| engine | default bridge | --network none | networking adds | nc throughput, user network |',
+    '|---|---|---|---|---|',
+    ...rows.map(
+      (r) =>
+        `| ${r.engine} | ${fmt(r.bridge.median)} [${fmt(r.bridge.min)}–${fmt(r.bridge.max)}] | ${fmt(r.none.median)} [${fmt(r.none.min)}–${fmt(r.none.max)}] | ${fmt(r.bridge.median - r.none.median)} | ${r.throughput === null ? 'n/a' : `${fmt(r.throughput, 0)} MB/s`} |`,
+    ),
+  ];
+  const strata = rows.find((r) => r.engine === 'strata');
+  const docker = rows.find((r) => r.engine === 'docker');
+  if (strata?.throughput && docker?.throughput)
+    lines.push(
+      '',
+      `throughput strata/docker: ${fmt(strata.throughput / docker.throughput, 2)} (target ≥ 0.9)`,
+    );
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});
