@@ -13,7 +13,12 @@ const MOUNT_FILES = ['etc/hostname', 'etc/hosts', 'etc/resolv.conf'];
 const MOUNT_DIRS = ['proc', 'sys', 'dev'];
 
 function lstat(p: string): fs.Stats | null {
-  return fs.lstatSync(p, { throwIfNoEntry: false }) ?? null;
+  try {
+    return fs.lstatSync(p, { throwIfNoEntry: false }) ?? null;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
+    throw err;
+  }
 }
 
 function isOpaque(dir: string): boolean {

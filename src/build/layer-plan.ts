@@ -17,7 +17,16 @@ import { SourceError } from './sources.js';
  * are resolved through its layers — whiteouts, opaque directories, symlinks (kept inside the root).
  */
 
-/** The merged, read-only view of an image's layers (top first). */
+function lstatQuiet(p: string): fs.Stats | null {
+  try {
+    return fs.lstatSync(p, { throwIfNoEntry: false }) ?? null;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
+    throw err;
+  }
+}
+
+/** The merged, read-only view of an image's layers (top first, overlay form: whiteouts are 0/0 devices). */
 export class LowerView {
   constructor(private readonly layers: readonly string[]) {}
 
@@ -35,7 +44,7 @@ export class LowerView {
     const parts = rel.split('/');
     for (const layer of this.layers) {
       const hostPath = `${layer}/${rel}`;
-      const stat = fs.lstatSync(hostPath, { throwIfNoEntry: false });
+      const stat = lstatQuiet(hostPath);
       if (stat) {
         if (stat.isCharacterDevice() && stat.rdev === 0) return null;
         return { stat, hostPath };
@@ -43,12 +52,10 @@ export class LowerView {
       // Below this layer only if no ancestor here hides it (non-directory, whiteout, opaque).
       for (let i = 1; i < parts.length; i++) {
         const ancestor = `${layer}/${parts.slice(0, i).join('/')}`;
-        const st = fs.lstatSync(ancestor, { throwIfNoEntry: false });
+        const st = lstatQuiet(ancestor);
         if (!st) break;
         if (!st.isDirectory() || this.isOpaque(ancestor)) return null;
       }
-      const whiteout = `${layer}/${posixPath.join(posixPath.dirname(rel), `.wh.${posixPath.basename(rel)}`)}`;
-      if (fs.existsSync(whiteout)) return null;
     }
     return null;
   }
