@@ -4,6 +4,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { daemonTag, sweep } from './network-sweep.js';
 
 /**
  * Integration-test harness: starts a real Strata daemon on a temporary root and socket and runs the
@@ -191,6 +192,12 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
         .filter((m) => m?.startsWith(base))
         .sort((a, b) => b.length - a.length);
       for (const m of mounts) await run('umount', ['-l', m]);
+      // Bridges and iptables rules of a daemon that could not stop cleanly (killed, crashed).
+      try {
+        sweep(daemonTag(root));
+      } catch {
+        // best effort: a broken iptables must not hide the test's own result
+      }
       fs.rmSync(base, { recursive: true, force: true });
     },
   };
