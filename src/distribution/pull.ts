@@ -1,4 +1,5 @@
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import { z } from 'zod';
 import { chainIds, type Digest, digestAlgorithm, newHash } from '../common/digest.js';
 import { InvalidArgument, NotFound } from '../common/errors.js';
 import type { ContentStore } from '../content/store.js';
@@ -48,6 +49,8 @@ export interface PreparedPull {
   /** Digest of what the reference resolved to (the index, for a multi-platform image). */
   readonly manifestDigest: Digest;
   run(progress: ProgressSink, signal?: AbortSignal): Promise<void>;
+  /** `run` without the closing status line; resolves to whether the reference changed. */
+  runForAllTags(progress: ProgressSink, signal?: AbortSignal): Promise<boolean>;
 }
 
 const CONFIG_MAX_BYTES = 8 * 1024 * 1024;
@@ -94,9 +97,74 @@ export async function preparePull(
   return {
     reference: ref,
     manifestDigest: top.digest,
-    run: (progress, runSignal) => pull.run(progress, runSignal),
+    run: async (progress, runSignal) => {
+      await pull.run(progress, runSignal);
+    },
+    runForAllTags: (progress, runSignal) => pull.run(progress, runSignal, false),
   };
 }
+
+function statusLine(updated: boolean, name: string): string {
+  return `Status: ${updated ? 'Downloaded newer image' : 'Image is up to date'} for ${name}`;
+}
+
+const TAG_PAGES_MAX = 100;
+
+/**
+ * `docker pull --all-tags` (a `fromImage` without tag, and no `tag`): every tag the registry lists,
+ * one after the other in one stream, with one status line for the repository at the end.
+ */
+export async function prepareAllTagsPull(
+  deps: PullDeps,
+  session: RegistrySession,
+  repository: NamedReference,
+  platform: Platform,
+  signal?: AbortSignal,
+): Promise<PreparedPull> {
+  await session.ping(signal);
+  const tags: string[] = [];
+  let next: string | null = `/v2/${repository.path}/tags/list?n=1000`;
+  for (let page = 0; next !== null && page < TAG_PAGES_MAX; page++) {
+    const res = await session.request('GET', next, { signal });
+    const body = await readResponse(res, MANIFEST_MAX_BYTES);
+    if (res.statusCode !== 200) {
+      const err = registryError(res.statusCode ?? 500, body);
+      if (err.httpStatus === 404 || err.httpStatus === 401 || err.httpStatus === 403) {
+        throw new NotFound(
+          `pull access denied for ${familiarName(repository)}, repository does not exist or may require 'docker login': ${err.message}`,
+        );
+      }
+      throw err;
+    }
+    const list = tagListSchema.safeParse(JSON.parse(body.toString('utf8')));
+    if (!list.success) throw new InvalidArgument(`invalid tag list from ${session.host}`);
+    tags.push(...(list.data.tags ?? []));
+    const link = /<([^>]+)>;\s*rel="?next"?/.exec(String(res.headers.link ?? ''));
+    next = link?.[1] ?? null;
+  }
+  if (tags.length === 0) throw new NotFound(`no tags found for ${familiarName(repository)}`);
+  return {
+    reference: repository,
+    manifestDigest: '' as Digest,
+    run: async (progress, runSignal) => {
+      let updated = false;
+      for (const tag of tags) {
+        const pull = await preparePull(
+          deps,
+          session,
+          { ...repository, tag, digest: null },
+          platform,
+          runSignal,
+        );
+        if (await pull.runForAllTags(progress, runSignal)) updated = true;
+      }
+      progress({ status: statusLine(updated, familiarName(repository)) });
+    },
+    runForAllTags: async () => false,
+  };
+}
+
+const tagListSchema = z.looseObject({ name: z.string().optional(), tags: z.array(z.string()).nullish() });
 
 async function fetchManifest(
   session: RegistrySession,
@@ -180,7 +248,8 @@ class Pull {
     private readonly config: ImageConfig,
   ) {}
 
-  async run(progress: ProgressSink, signal?: AbortSignal): Promise<void> {
+  /** Pulls and records the image; returns whether the reference now names a different image. */
+  async run(progress: ProgressSink, signal?: AbortSignal, reportStatus = true): Promise<boolean> {
     const { images, metadata } = this.deps;
     const ref = this.ref;
     progress({
@@ -214,9 +283,8 @@ class Pull {
       });
       metadata.rememberSource(this.configDigest, this.session.host, ref.path);
       progress({ status: `Digest: ${this.manifestDigest}` });
-      progress({
-        status: `Status: ${updated ? 'Downloaded newer image' : 'Image is up to date'} for ${familiarString(ref)}`,
-      });
+      if (reportStatus) progress({ status: statusLine(updated, familiarString(ref)) });
+      return updated;
     } finally {
       lease.release();
     }

@@ -160,6 +160,7 @@ class ImagePush {
     const body = await readResponse(res, 64 * 1024);
     if (res.statusCode !== 201 && res.statusCode !== 200) throw this.accessError(res.statusCode ?? 500, body);
     images.addDigestReference(image.id, { ...this.repository, tag: null, digest: manifest.digest });
+    images.announcePush(image.id, `${familiarName(this.repository)}:${this.item.tag}`);
     this.progress({ status: `${this.item.tag}: digest: ${manifest.digest} size: ${manifest.bytes.length}` });
     this.progress({
       progressDetail: {},

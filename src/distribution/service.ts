@@ -19,7 +19,7 @@ import { Limiter } from './limiter.js';
 import { type Platform, parsePlatform } from './manifest.js';
 import { DistributionMetadata } from './metadata.js';
 import type { ProgressSink } from './progress.js';
-import { type PreparedPull, preparePull } from './pull.js';
+import { type PreparedPull, prepareAllTagsPull, preparePull } from './pull.js';
 import { resolvePushItems, runPush } from './push.js';
 import { RegistrySession, type SchemeCache } from './session.js';
 import { RegistryTransport } from './transport.js';
@@ -88,25 +88,26 @@ export class DistributionService {
 
   /** Resolves what to pull; `run` on the result does the transfer. */
   async preparePull(request: PullRequest, signal?: AbortSignal): Promise<PreparedPull> {
-    const ref = pullReference(request.image, request.tag ?? null);
     const platform: Platform = parsePlatform(request.platform) ?? {
       os: 'linux',
       architecture: hostArchitecture(),
     };
+    const deps = {
+      images: this.deps.images,
+      content: this.deps.content,
+      snapshotter: this.deps.snapshotter,
+      metadata: this.metadata,
+      downloads: this.downloads,
+    };
+    const named = parseNormalizedNamed(request.image);
+    if (!request.tag && named.tag === null && named.digest === null) {
+      // No tag anywhere: every tag (docker pull --all-tags; the CLI sends `tag=latest` otherwise).
+      const session = this.session(named.domain, request.credentials, [`repository:${named.path}:pull`]);
+      return prepareAllTagsPull(deps, session, named, platform, signal);
+    }
+    const ref = pullReference(request.image, request.tag ?? null);
     const session = this.session(ref.domain, request.credentials, [`repository:${ref.path}:pull`]);
-    return preparePull(
-      {
-        images: this.deps.images,
-        content: this.deps.content,
-        snapshotter: this.deps.snapshotter,
-        metadata: this.metadata,
-        downloads: this.downloads,
-      },
-      session,
-      ref,
-      platform,
-      signal,
-    );
+    return preparePull(deps, session, ref, platform, signal);
   }
 
   /**

@@ -799,6 +799,11 @@ export class ImageService {
     });
   }
 
+  /** Publishes the `push` event of an image pushed as `name` (`127.0.0.1:5000/bb:v1`). */
+  announcePush(imageId: Digest, name: string): void {
+    this.publish('push', imageId, name);
+  }
+
   /** The tags of one repository (`docker push repo` without a tag pushes them all), sorted. */
   repositoryTags(repository: NamedReference): Array<{ ref: NamedReference; imageId: Digest }> {
     return this.store

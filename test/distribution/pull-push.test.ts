@@ -186,6 +186,25 @@ describe('push and pull through the Strata registry', () => {
     assert.match(missing.stderr, new RegExp(`manifest for ${R}/base@${wrong} not found: manifest unknown`));
   });
 
+  test('docker pull --all-tags pulls every tag of the repository', async () => {
+    await a.dockerOk(['tag', `${R}/base:v1`, `${R}/base:v2`]);
+    await a.dockerOk(['push', `${R}/base:v2`]);
+    const all = await engineRequest(b, 'POST', `/images/create?fromImage=${encodeURIComponent(`${R}/base`)}`);
+    assert.equal(all.status, 200);
+    assert.equal(streamError(all.messages), null, all.raw);
+    const lines = statusLines(all.messages);
+    assert.ok(lines.includes('v1: Pulling from base'), lines.join('\n'));
+    assert.ok(lines.includes('v2: Pulling from base'), lines.join('\n'));
+    assert.match(
+      lines.at(-1) ?? '',
+      new RegExp(`^Status: (Downloaded newer image|Image is up to date) for ${R}/base$`),
+    );
+    const tags = await b.dockerOk(['images', '--format', '{{.Tag}}', `${R}/base`]);
+    assert.deepEqual(tags.split('\n').sort(), ['v1', 'v2']);
+    const cli = await b.dockerOk(['pull', '--all-tags', `${R}/base`]);
+    assert.match(cli, new RegExp(`Status: Image is up to date for ${R}/base`));
+  });
+
   test('a manifest list without linux/amd64 is refused naming its platform; a mixed one gives amd64', async () => {
     const client = new Client(`http://${registry.address}`);
     const layer = await tarOf({ 'arch.txt': 'arm\n' });
