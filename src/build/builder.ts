@@ -86,20 +86,45 @@ export interface BuildOptions {
   target: string | null;
   platform: string | null;
   networkMode: NetworkMode;
+  /**
+   * Registry credentials by registry (`X-Registry-Config`: `"127.0.0.1:5000"`,
+   * `"https://index.docker.io/v1/"`), for pulls of FROM images.
+   */
+  registryAuth: Record<string, RegistryCredentialsLike>;
+}
+
+/** Credentials as the distribution part takes them (kept structural: the builder only passes them on). */
+export interface RegistryCredentialsLike {
+  username?: string;
+  password?: string;
+  identityToken?: string;
+  registryToken?: string;
 }
 
 export interface BuildOutput {
   /** Text for the client (`{"stream": …}`). */
   stream(text: string): void;
+  /** A progress message passed on as is (`{"status": …}` of a FROM pull). */
+  progress(message: Record<string, unknown>): void;
   /** The resulting image id (`{"aux": {"ID": …}}`). */
   aux(id: Digest): void;
 }
+
+/** Pulls an image reference into the local store (FROM of an image that is not here, `--pull`). */
+export type PullImage = (
+  ref: string,
+  platform: string | null,
+  progress: (message: Record<string, unknown>) => void,
+  signal: AbortSignal,
+) => Promise<void>;
 
 export interface BuilderDeps {
   images: BuildImages;
   containers: BuildContainers;
   snapshotter: Snapshotter;
   cache: BuildCache;
+  /** Absent when the daemon has no registry client: FROM then needs the image locally. */
+  pull?: PullImage;
 }
 
 const DEFAULT_SHELL = ['/bin/sh', '-c'];
@@ -425,18 +450,11 @@ export class Build {
     );
     if (stage) image = this.stageResults.get(stage.index) ?? null;
     else if (ref.toLowerCase() === 'scratch') image = null;
-    else {
-      try {
-        image = this.deps.images.resolve(ref);
-      } catch (err) {
-        if (err instanceof NotFound) {
-          throw new NotFound(
-            `FROM ${ref}: ${err.message} (the image must be present locally: docker pull or load it first)`,
-          );
-        }
-        throw err;
-      }
-    }
+    else
+      image = await this.baseImage(
+        ref,
+        command.platform === null ? null : this.lex.processWord(command.platform, env),
+      );
     return {
       image,
       config: structuredClone(image?.config.config ?? {}),
@@ -444,6 +462,33 @@ export class Build {
       args: new Map(),
       cmdSet: false,
     };
+  }
+
+  /** A FROM image: local, or pulled when missing (or always with `--pull`) if a registry client exists. */
+  private async baseImage(ref: string, platform: string | null): Promise<ImageRecord> {
+    const local = (): ImageRecord | null => {
+      try {
+        return this.deps.images.resolve(ref);
+      } catch (err) {
+        if (err instanceof NotFound) return null;
+        throw err;
+      }
+    };
+    let image = this.options.pull ? null : local();
+    if (image === null && this.deps.pull && !/^(sha256:)?[a-f0-9]{12,64}$/.test(ref)) {
+      const progress = (message: Record<string, unknown>) => {
+        if (!this.options.quiet) this.output.progress(message);
+      };
+      await this.deps.pull(ref, platform ?? this.options.platform, progress, this.signal);
+      image = local();
+    }
+    image ??= local();
+    if (image === null) {
+      throw new NotFound(
+        `FROM ${ref}: No such image: ${ref}${this.deps.pull ? '' : ' (the image must be present locally: docker pull or load it first)'}`,
+      );
+    }
+    return image;
   }
 
   private currentStageIndex(command: FromCommand): number | null {

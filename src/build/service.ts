@@ -17,6 +17,8 @@ import {
   type BuildOptions,
   type BuildOutput,
   checkPlatform,
+  type PullImage,
+  type RegistryCredentialsLike,
 } from './builder.js';
 import { BuildCache } from './cache.js';
 import { BuildContext } from './context.js';
@@ -74,6 +76,36 @@ export interface BuildServiceDeps {
   containers: BuildContainers;
   snapshotter: Snapshotter;
   events: EventBus;
+  /** The registry client, for FROM images that are not here (absent: FROM needs local images). */
+  registry?: PullClient;
+}
+
+/** The part of the distribution service a build uses. */
+export interface PullClient {
+  preparePull(
+    request: { image: string; tag: null; platform: string | null; credentials: RegistryCredentialsLike },
+    signal?: AbortSignal,
+  ): Promise<{
+    run(progress: (message: Record<string, unknown>) => void, signal?: AbortSignal): Promise<void>;
+  }>;
+}
+
+const DOCKER_HUB_KEYS = [
+  'https://index.docker.io/v1/',
+  'index.docker.io',
+  'docker.io',
+  'registry-1.docker.io',
+];
+
+/** The credentials `X-Registry-Config` holds for the registry of `ref` (keys may carry a scheme). */
+export function credentialsFor(auth: BuildOptions['registryAuth'], ref: string): RegistryCredentialsLike {
+  const domain = parseNormalizedNamed(ref).domain;
+  const host = (key: string) => key.replace(/^https?:\/\//, '').replace(/\/.*$/, '');
+  for (const [key, credentials] of Object.entries(auth)) {
+    if (host(key) === domain) return credentials;
+    if (domain === 'docker.io' && DOCKER_HUB_KEYS.includes(key)) return credentials;
+  }
+  return {};
 }
 
 export class BuildService implements Builder {
@@ -144,6 +176,7 @@ export class BuildService implements Builder {
           containers: this.deps.containers,
           snapshotter: this.deps.snapshotter,
           cache: this.cache,
+          pull: this.pullFor(options),
         },
         dockerfile,
         context,
@@ -160,6 +193,18 @@ export class BuildService implements Builder {
       context?.close();
       fs.rmSync(workDir, { recursive: true, force: true });
     }
+  }
+
+  private pullFor(options: BuildOptions): PullImage | undefined {
+    const registry = this.deps.registry;
+    if (!registry) return undefined;
+    return async (ref, platform, progress, signal) => {
+      const pull = await registry.preparePull(
+        { image: ref, tag: null, platform, credentials: credentialsFor(options.registryAuth, ref) },
+        signal,
+      );
+      await pull.run(progress, signal);
+    };
   }
 
   async prune(options: PruneOptions): Promise<PruneResult> {

@@ -189,8 +189,6 @@ export async function main(argv: string[]): Promise<void> {
     .collectGarbage()
     .catch((err) => log.warn('image garbage collection failed', { error: errorMessage(err) }));
 
-  const builder = new BuildService({ db, root, images, containers, snapshotter, events });
-
   const router = new Router();
   registerSystemRoutes(router, {
     containers,
@@ -223,6 +221,15 @@ export async function main(argv: string[]): Promise<void> {
     content,
     snapshotter,
     insecureRegistries: values['insecure-registry'],
+  });
+  const builder = new BuildService({
+    db,
+    root,
+    images,
+    containers,
+    snapshotter,
+    events,
+    registry: distribution,
   });
   registerDistributionRoutes(router, { distribution });
   registerImageRoutes(router, { images, events, distribution });

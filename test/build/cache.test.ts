@@ -2,6 +2,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { RegistryProcess } from '../distribution/helpers.js';
 import { importBusybox, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { buildOk, fixtureContext, removeContexts, sh } from './helpers.js';
 
@@ -160,5 +161,40 @@ describe('docker build: cache and reproducibility', () => {
       'the removed images are no cache any more',
     );
     assert.equal(await sh(d, 'prune:1', 'cat /a-copy.txt'), 'prune test', 'other images are untouched');
+  });
+});
+
+describe('docker build: FROM images from a registry', () => {
+  let d: TestDaemon;
+  let registry: RegistryProcess;
+  before(async () => {
+    registry = await RegistryProcess.strata();
+    d = await startDaemon();
+    await importBusybox(d);
+  });
+  after(async () => {
+    await d?.cleanup();
+    await registry?.stop();
+    removeContexts();
+  });
+
+  test('a FROM image that is not here is pulled; --pull pulls again', async () => {
+    const base = `127.0.0.1:${registry.port}/build/base:v1`;
+    await d.dockerOk(['tag', 'bb', base]);
+    await d.dockerOk(['push', base]);
+    await d.dockerOk(['rmi', base]);
+    const ctx = fixtureContext('escape');
+    fs.writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${base}\nRUN echo pulled > /p\n`);
+    const first = await buildOk(d, ['-t', 'pulled:1', ctx]);
+    assert.match(first.stdout, /v1: Pulling from build\/base/);
+    assert.equal(await sh(d, 'pulled:1', 'cat /p'), 'pulled');
+    const again = await buildOk(d, ['--pull', '-t', 'pulled:1', ctx]);
+    assert.match(again.stdout, /Pulling from build\/base|Image is up to date/);
+    assert.ok(
+      steps(again.stdout)
+        .slice(1)
+        .every(([, c]) => c),
+      'the same base keeps the cache',
+    );
   });
 });

@@ -4,6 +4,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { RunFailedError } from '../../build/errors.js';
 import type { Builder, BuildOptions, NetworkMode } from '../../build/service.js';
 import { errorMessage, InvalidArgument } from '../../common/errors.js';
+import { authConfigSchema, credentialsOf, type RegistryCredentials } from '../../distribution/auth.js';
 import { parseGoDuration } from '../../images/config.js';
 import { parseFilters, queryBool, type RouteTable, sendJson } from '../http.js';
 
@@ -31,7 +32,33 @@ function jsonObject(query: URLSearchParams, name: string): Record<string, unknow
   return value as Record<string, unknown>;
 }
 
-export function parseBuildOptions(query: URLSearchParams): BuildOptions {
+/**
+ * `X-Registry-Config`: base64 (either alphabet) of `{"<registry>": {username, password, …}}`; what
+ * does not decode is no credentials, as with dockerd.
+ */
+export function parseRegistryConfig(
+  value: string | string[] | undefined,
+): Record<string, RegistryCredentials> {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (!text) return {};
+  let json: unknown;
+  try {
+    json = JSON.parse(
+      Buffer.from(text.trim().replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8'),
+    );
+  } catch {
+    return {};
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return {};
+  const out: Record<string, RegistryCredentials> = {};
+  for (const [registry, config] of Object.entries(json)) {
+    const parsed = authConfigSchema.safeParse(config);
+    if (parsed.success) out[registry] = credentialsOf(parsed.data);
+  }
+  return out;
+}
+
+export function parseBuildOptions(query: URLSearchParams, registryConfig?: string | string[]): BuildOptions {
   if (query.get('remote')) {
     throw new InvalidArgument(
       'remote build contexts (git or URL) are not supported: send the context as a tar',
@@ -73,6 +100,7 @@ export function parseBuildOptions(query: URLSearchParams): BuildOptions {
     target: query.get('target') || null,
     platform: query.get('platform') || null,
     networkMode,
+    registryAuth: parseRegistryConfig(registryConfig),
   };
 }
 
@@ -128,7 +156,7 @@ class LazyProgressStream {
 
 export function registerBuildRoutes(routes: RouteTable, deps: BuildRouteDeps): void {
   routes.add('POST', '/build', async ({ req, res, query }) => {
-    const options = parseBuildOptions(query);
+    const options = parseBuildOptions(query, req.headers['x-registry-config']);
     const abort = new AbortController();
     res.on('close', () => {
       if (!res.writableFinished) abort.abort();
@@ -141,6 +169,7 @@ export function registerBuildRoutes(routes: RouteTable, deps: BuildRouteDeps): v
         options,
         {
           stream: (text) => stream.write({ stream: text }),
+          progress: (message) => stream.write(message),
           aux: (id) => stream.write({ aux: { ID: id } }),
         },
         abort.signal,
