@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import type * as http from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
+import * as path from 'node:path';
 import { AuthConfig } from '../access/config.js';
 import { AccessControl, requestedAclFrom } from '../access/service.js';
 import { AclStore, accessSchema } from '../access/store.js';
@@ -150,9 +151,11 @@ export class DaemonSecurity {
 
   /** The snapshotter containers mount through (idmapped layers under --userns-remap). */
   containerSnapshotter(snapshotter: Snapshotter): Snapshotter {
-    return this.userns
-      ? new IdmappedSnapshotter(snapshotter, this.userns.remap, this.userns.fd)
-      : snapshotter;
+    if (!this.userns) return snapshotter;
+    return new IdmappedSnapshotter(snapshotter, this.userns.remap, this.userns.fd, (containerDir) => {
+      const record = this.containers?.find(path.basename(containerDir));
+      return record?.hostConfig.UsernsMode !== 'host';
+    });
   }
 
   /** `/info` fields from the host. */

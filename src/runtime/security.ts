@@ -5,7 +5,7 @@ import { InvalidArgument } from '../common/errors.js';
 import type { CgroupCapabilities } from './cgroup-host.js';
 import { checkResources, deviceNumbers, ociResources } from './resources.js';
 import { containerSeccomp, type SeccompProfile, seccompChoice } from './seccomp.js';
-import type { OciMount, OciSpec } from './spec.js';
+import { MASKED_PATHS, type OciMount, type OciSpec, READONLY_PATHS } from './spec.js';
 import type { UsernsRemap } from './userns.js';
 
 /**
@@ -51,6 +51,8 @@ const securityFieldsSchema = z
     UsernsMode: z.string().nullish(),
     CgroupnsMode: z.string().nullish(),
     NetworkMode: z.string().nullish(),
+    MaskedPaths: z.array(z.string()).nullish(),
+    ReadonlyPaths: z.array(z.string()).nullish(),
   })
   .loose();
 
@@ -165,6 +167,11 @@ export function checkCreate(
     throw new InvalidArgument(`invalid USER mode: ${s.UsernsMode}`);
   if (s.CgroupnsMode && !['host', 'private'].includes(s.CgroupnsMode))
     throw new InvalidArgument(`invalid cgroup namespace mode: ${s.CgroupnsMode}`);
+  // dockerd records the paths it masks at create, so inspect shows them.
+  const unconfinedPaths =
+    s.Privileged || (s.SecurityOpt ?? []).some((o) => /^systempaths[=:]unconfined$/.test(o));
+  if (!Array.isArray(host.MaskedPaths)) host.MaskedPaths = unconfinedPaths ? [] : [...MASKED_PATHS];
+  if (!Array.isArray(host.ReadonlyPaths)) host.ReadonlyPaths = unconfinedPaths ? [] : [...READONLY_PATHS];
   if (ctx.userns && s.Privileged && s.UsernsMode !== 'host')
     throw new InvalidArgument(
       'privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode',
@@ -335,6 +342,10 @@ export function applySecurity(spec: OciSpec, host: Record<string, unknown>, ctx:
   if (securityOpt.some((o) => /^systempaths[=:]unconfined$/.test(o))) {
     delete linux.maskedPaths;
     delete linux.readonlyPaths;
+  } else if (!privileged) {
+    // Paths given at create (API clients may set them; inspect shows them) replace the defaults.
+    if (s.MaskedPaths) linux.maskedPaths = s.MaskedPaths;
+    if (s.ReadonlyPaths) linux.readonlyPaths = s.ReadonlyPaths;
   }
 
   // Devices and their cgroup rules.

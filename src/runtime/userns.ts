@@ -102,41 +102,34 @@ export function resolveUsernsRemap(spec: string): UsernsRemap {
 
 /**
  * An open fd of a user namespace with the remapping (container id 0 → host `uid`), for idmapped
- * mounts. A helper process enters a new user namespace, util-linux `unshare` writes its maps, we open
- * its namespace file and let the process go: the fd keeps the namespace alive.
+ * mounts. A helper process enters a new user namespace (`unshare --user`); we write its uid and gid
+ * maps ourselves (root may map any range; util-linux would go through newuidmap, which checks
+ * /etc/subuid for root), open its namespace file and let the process go: the fd keeps the namespace.
  */
 export async function openUsernsFd(remap: UsernsRemap): Promise<number> {
-  const child = spawn(
-    'unshare',
-    [
-      '--user',
-      `--map-users=${remap.uid},0,${remap.size}`,
-      `--map-groups=${remap.gid},0,${remap.size}`,
-      'sleep',
-      '60',
-    ],
-    { stdio: 'ignore' },
-  );
+  const child = spawn('unshare', ['--user', 'sleep', '60'], { stdio: 'ignore' });
   const pid = child.pid;
   if (pid === undefined) throw new Error('userns-remap: could not start unshare');
   try {
-    // unshare writes the maps before it execs the command: `sleep` in /proc/<pid>/comm means done.
+    const ownNamespace = fs.readlinkSync('/proc/self/ns/user');
+    // unshare execs sleep once it is in the new namespace: `sleep` in comm means it is there.
     const deadline = Date.now() + 10_000;
     for (;;) {
       if (child.exitCode !== null) throw new Error(`userns-remap: unshare exited with ${child.exitCode}`);
       let comm = '';
+      let namespace = ownNamespace;
       try {
         comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+        namespace = fs.readlinkSync(`/proc/${pid}/ns/user`);
       } catch {
         comm = '';
       }
-      if (comm === 'sleep') break;
+      if (comm === 'sleep' && namespace !== ownNamespace) break;
       if (Date.now() > deadline) throw new Error('userns-remap: user namespace helper did not start');
       await new Promise((r) => setTimeout(r, 5));
     }
-    const map = fs.readFileSync(`/proc/${pid}/uid_map`, 'utf8').trim().split(/\s+/).map(Number);
-    if (map[0] !== 0 || map[1] !== remap.uid)
-      throw new Error(`userns-remap: unexpected uid_map ${map.join(' ')}`);
+    fs.writeFileSync(`/proc/${pid}/uid_map`, `0 ${remap.uid} ${remap.size}\n`);
+    fs.writeFileSync(`/proc/${pid}/gid_map`, `0 ${remap.gid} ${remap.size}\n`);
     return fs.openSync(`/proc/${pid}/ns/user`, 'r');
   } finally {
     child.kill('SIGKILL');

@@ -26,11 +26,14 @@ export class IdmappedSnapshotter implements Snapshotter {
     private readonly inner: Snapshotter,
     private readonly remap: { uid: number; gid: number },
     private readonly usernsFd: number,
+    /** False for containers that opt out (`--userns=host`): they get the plain mount. */
+    private readonly isRemapped: (containerDir: string) => boolean = () => true,
   ) {}
 
   mountContainer(containerDir: string, chainId: Digest | null): string {
     const rootfs = path.join(containerDir, 'rootfs');
     if (isMountPoint(rootfs)) return rootfs;
+    if (!this.isRemapped(containerDir)) return this.inner.mountContainer(containerDir, chainId);
     this.inner.prepareContainerLayer(containerDir);
     const upper = path.join(containerDir, 'upper');
     const work = path.join(containerDir, 'work');

@@ -63,3 +63,30 @@ export function hostHardLimit(label: string): number | null {
   const hard = line?.slice(label.length).trim().split(/\s+/)[1];
   return hard === undefined || hard === 'unlimited' ? null : Number(hard);
 }
+
+interface DockerRunner {
+  docker(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+}
+
+/**
+ * `docker run` whose output comes from the container's log (`run -d`, `wait`, `logs`) rather than the
+ * attach stream: these tests are about what happens inside the container, and the log cannot lose
+ * output of a process that exits within milliseconds. A create/start refusal is returned as is
+ * (exit 125 and the daemon's message).
+ */
+export async function runLogged(
+  d: DockerRunner,
+  flags: string[],
+  command: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const started = await d.docker(['run', '-d', ...flags, 'bb', ...command]);
+  if (started.code !== 0) return started;
+  const id = started.stdout.trim();
+  try {
+    const waited = await d.docker(['wait', id]);
+    const logs = await d.docker(['logs', id]);
+    return { code: Number(waited.stdout.trim()), stdout: logs.stdout, stderr: logs.stderr };
+  } finally {
+    await d.docker(['rm', '-f', id]);
+  }
+}

@@ -4,7 +4,15 @@ import * as os from 'node:os';
 import { after, before, describe, test } from 'node:test';
 import { deviceNumbers } from '../../src/runtime/resources.js';
 import { importBusybox, startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { createLoopDevice, hostHardLimit, isCgroupV2, readCgroup, sleep, waitFor } from './helpers.js';
+import {
+  createLoopDevice,
+  hostHardLimit,
+  isCgroupV2,
+  readCgroup,
+  runLogged,
+  sleep,
+  waitFor,
+} from './helpers.js';
 
 /**
  * Each limit checked from inside the container and from the host's cgroup files, with real loads that
@@ -187,21 +195,23 @@ describe('resource limits', { skip: isCgroupV2 ? 'cgroup v1 file names' : false 
     const loop = createLoopDevice(d.root);
     try {
       const dev = loop.device;
-      const throttled = await d.docker([
-        'run',
-        '--rm',
-        '--device',
-        `${dev}:/dev/xloop`,
-        '--device-read-bps',
-        `${dev}:1mb`,
-        '--device-write-bps',
-        `${dev}:1mb`,
-        'bb',
-        'sh',
-        '-c',
-        'cat /sys/fs/cgroup/blkio/blkio.throttle.read_bps_device /sys/fs/cgroup/blkio/blkio.throttle.write_bps_device; ' +
-          `${ms('read', 'dd if=/dev/xloop of=/dev/null bs=256k count=8 iflag=direct')}; ${ms('write', 'dd if=/dev/zero of=/dev/xloop bs=256k count=8 oflag=direct')}`,
-      ]);
+      const throttled = await runLogged(
+        d,
+        [
+          '--device',
+          `${dev}:/dev/xloop`,
+          '--device-read-bps',
+          `${dev}:1mb`,
+          '--device-write-bps',
+          `${dev}:1mb`,
+        ],
+        [
+          'sh',
+          '-c',
+          'cat /sys/fs/cgroup/blkio/blkio.throttle.read_bps_device /sys/fs/cgroup/blkio/blkio.throttle.write_bps_device; ' +
+            `${ms('read', 'dd if=/dev/xloop of=/dev/null bs=256k count=8 iflag=direct')}; ${ms('write', 'dd if=/dev/zero of=/dev/xloop bs=256k count=8 oflag=direct')}`,
+        ],
+      );
       assert.equal(throttled.code, 0, throttled.stderr);
       const lines = throttled.stdout.trim().split('\n');
       const { major, minor } = deviceNumbers(fs.statSync(dev).rdev);
@@ -211,17 +221,12 @@ describe('resource limits', { skip: isCgroupV2 ? 'cgroup v1 file names' : false 
       // 2 MiB at 1 MiB/s: well over a second each; unthrottled it takes milliseconds.
       assert.ok(elapsedMs(lines[2]) >= 900, lines[2]);
       assert.ok(elapsedMs(lines[3]) >= 900, lines[3]);
-      const free = await d.dockerOk([
-        'run',
-        '--rm',
-        '--device',
-        `${dev}:/dev/xloop`,
-        'bb',
-        'sh',
-        '-c',
-        ms('read', 'dd if=/dev/xloop of=/dev/null bs=256k count=8 iflag=direct'),
-      ]);
-      assert.ok(elapsedMs(free) < 900, `unthrottled: ${free}`);
+      const free = await runLogged(
+        d,
+        ['--device', `${dev}:/dev/xloop`],
+        ['sh', '-c', ms('read', 'dd if=/dev/xloop of=/dev/null bs=256k count=8 iflag=direct')],
+      );
+      assert.ok(elapsedMs(free.stdout) < 900, `unthrottled: ${free.stdout}`);
       const info = JSON.parse(await d.dockerOk(['info', '--format', '{{json .}}'])) as {
         Warnings: string[] | null;
       };
@@ -236,40 +241,14 @@ describe('resource limits', { skip: isCgroupV2 ? 'cgroup v1 file names' : false 
   });
 
   test('--shm-size sizes /dev/shm', async () => {
-    const out = await d.dockerOk([
-      'run',
-      '--rm',
-      '--shm-size',
-      '16m',
-      'bb',
-      'sh',
-      '-c',
-      "df -k /dev/shm | tail -1 | awk '{print $2}'",
-    ]);
-    assert.equal(out, '16384');
-    const dflt = await d.dockerOk([
-      'run',
-      '--rm',
-      'bb',
-      'sh',
-      '-c',
-      "df -k /dev/shm | tail -1 | awk '{print $2}'",
-    ]);
-    assert.equal(dflt, '65536');
+    const size = ['sh', '-c', "df -k /dev/shm | tail -1 | awk '{print $2}'"];
+    assert.equal((await runLogged(d, ['--shm-size', '16m'], size)).stdout.trim(), '16384');
+    assert.equal((await runLogged(d, [], size)).stdout.trim(), '65536');
   });
 
   test('--ulimit applies inside; above the host hard limit it is refused with a clear message', async () => {
-    const out = await d.dockerOk([
-      'run',
-      '--rm',
-      '--ulimit',
-      'nofile=512:1024',
-      'bb',
-      'sh',
-      '-c',
-      'ulimit -n; ulimit -Hn',
-    ]);
-    assert.deepEqual(out.split('\n'), ['512', '1024']);
+    const out = await runLogged(d, ['--ulimit', 'nofile=512:1024'], ['sh', '-c', 'ulimit -n; ulimit -Hn']);
+    assert.deepEqual(out.stdout.trim().split('\n'), ['512', '1024']);
     const hard = hostHardLimit('Max open files');
     if (hard !== null) {
       const r = await d.docker(['run', '--rm', '--ulimit', `nofile=1024:${hard + 1}`, 'bb', 'true']);
