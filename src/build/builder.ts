@@ -278,7 +278,7 @@ export class Build {
   }
 
   private out(text: string): void {
-    if (!this.options.quiet) this.output.stream(text);
+    this.output.stream(text);
   }
 
   private checkCancelled(): void {
@@ -347,7 +347,6 @@ export class Build {
       const name = this.deps.images.tag(final.id, tag);
       this.out(`Successfully tagged ${name}\n`);
     }
-    if (this.options.quiet) this.output.stream(`${final.id}\n`);
     return final.id;
   }
 
@@ -476,10 +475,12 @@ export class Build {
     };
     let image = this.options.pull ? null : local();
     if (image === null && this.deps.pull && !/^(sha256:)?[a-f0-9]{12,64}$/.test(ref)) {
-      const progress = (message: Record<string, unknown>) => {
-        if (!this.options.quiet) this.output.progress(message);
-      };
-      await this.deps.pull(ref, platform ?? this.options.platform, progress, this.signal);
+      await this.deps.pull(
+        ref,
+        platform ?? this.options.platform,
+        (m) => this.output.progress(m),
+        this.signal,
+      );
       image = local();
     }
     image ??= local();
@@ -777,7 +778,7 @@ export class Build {
     this.signal.addEventListener('abort', kill, { once: true });
     try {
       this.out(` ---> Running in ${shortId(id)}\n`);
-      const sink = new RunOutputSink(this.options.quiet ? null : (text) => this.output.stream(text));
+      const sink = new RunOutputSink((text) => this.output.stream(text));
       await this.deps.containers.attach(
         id,
         { socket: sink, stdin: false, stdout: true, stderr: true },

@@ -1,11 +1,46 @@
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import * as zlib from 'node:zlib';
 import { packEntries } from '../../src/common/tar.js';
 import { importBusybox, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { buildOk, fixtureContext, inspectConfig, removeContexts, runOutput, sh } from './helpers.js';
+
+async function collectStream(stream: AsyncIterable<unknown>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** A raw `POST /build` over the daemon socket, as dockerode sends it (chunked, application/tar). */
+function postBuild(
+  socket: string,
+  apiPath: string,
+  body: Buffer,
+): Promise<{ status: number; contentType: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { socketPath: socket, method: 'POST', path: apiPath, headers: { 'Content-Type': 'application/tar' } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            contentType: String(res.headers['content-type']),
+            body: Buffer.concat(chunks).toString(),
+          }),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.write(body.subarray(0, 100));
+    req.end(body.subarray(100));
+  });
+}
 
 /**
  * Every Dockerfile instruction and parser feature, each fixture under test/build/fixtures built
@@ -268,7 +303,50 @@ describe('docker build: instructions', () => {
     assert.deepEqual(config.Labels, { team: 'build', x: 'y z' });
   });
 
-  test('build context from stdin (Dockerfile only), gzip context through the API, --network host', async () => {
+  test('the Engine API: gzip context, stream format, in-stream errors with the exit code', async () => {
+    const tar = await collectStream(
+      packEntries([
+        { name: 'Dockerfile', type: 'file', data: 'FROM bb\nCOPY f /f\nRUN cat /f\n' },
+        { name: 'f', type: 'file', data: 'via the api\n' },
+      ]),
+    );
+    const ok = await postBuild(d.socket, '/build?t=api%3A1&buildargs=%7B%7D', zlib.gzipSync(tar));
+    assert.equal(ok.status, 200);
+    assert.equal(ok.contentType, 'application/json');
+    assert.ok(ok.body.endsWith('\r\n'), 'messages end with \\r\\n');
+    const messages = ok.body
+      .trim()
+      .split('\r\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(messages.slice(0, 2), [{ stream: 'Step 1/3 : FROM bb' }, { stream: '\n' }]);
+    assert.ok(
+      messages.some((m) => m.stream === 'via the api\n'),
+      'RUN output is streamed',
+    );
+    const aux = messages.find((m) => m.aux) as { aux: { ID: string } };
+    assert.match(aux.aux.ID, /^sha256:[0-9a-f]{64}$/);
+    assert.deepEqual(messages.slice(-2), [
+      { stream: `Successfully built ${aux.aux.ID.slice(7, 19)}\n` },
+      { stream: 'Successfully tagged api:1\n' },
+    ]);
+
+    const bad = await collectStream(
+      packEntries([{ name: 'Dockerfile', type: 'file', data: 'FROM bb\nRUN exit 3\n' }]),
+    );
+    const failed = await postBuild(d.socket, '/v1.41/build?q=1', bad);
+    const last = JSON.parse(failed.body.trim().split('\r\n').at(-1)!);
+    assert.deepEqual(last, {
+      errorDetail: { code: 3, message: "The command '/bin/sh -c exit 3' returned a non-zero code: 3" },
+      error: "The command '/bin/sh -c exit 3' returned a non-zero code: 3",
+    });
+    const parseError = await postBuild(d.socket, '/build', Buffer.from('FROM bb\nNOPE x\n'));
+    assert.equal(parseError.status, 400);
+    assert.deepEqual(JSON.parse(parseError.body), {
+      message: 'Dockerfile parse error line 2: unknown instruction: NOPE',
+    });
+  });
+
+  test('build context from stdin (Dockerfile only), --network host', async () => {
     const r = await d.docker(['build', '-t', 'stdin:1', '--network', 'host', '-'], {
       input: 'FROM bb\nRUN echo from-stdin > /s.txt\n',
     });

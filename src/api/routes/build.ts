@@ -8,6 +8,9 @@ import { authConfigSchema, credentialsOf, type RegistryCredentials } from '../..
 import { parseGoDuration } from '../../images/config.js';
 import { parseFilters, queryBool, type RouteTable, sendJson } from '../http.js';
 
+/** Progress kept back for a quiet build (written only if it fails). */
+const MAX_HELD_BYTES = 1 << 20;
+
 export interface BuildRouteDeps {
   builder: Builder;
 }
@@ -163,19 +166,34 @@ export function registerBuildRoutes(routes: RouteTable, deps: BuildRouteDeps): v
     });
     const { body, finish } = detachedBody(req);
     const stream = new LazyProgressStream(res);
+    // With q=1 the progress is held back: only the image id is printed, or, when the build fails, the
+    // progress so far and the error (as dockerd does it).
+    const held: unknown[] = [];
+    let heldBytes = 0;
+    const emit = (message: unknown) => {
+      if (!options.quiet) {
+        stream.write(message);
+        return;
+      }
+      held.push(message);
+      heldBytes += JSON.stringify(message).length;
+      while (heldBytes > MAX_HELD_BYTES && held.length > 1) heldBytes -= JSON.stringify(held.shift()).length;
+    };
     try {
-      await deps.builder.build(
+      const id = await deps.builder.build(
         body,
         options,
         {
-          stream: (text) => stream.write({ stream: text }),
-          progress: (message) => stream.write(message),
-          aux: (id) => stream.write({ aux: { ID: id } }),
+          stream: (text) => emit({ stream: text }),
+          progress: (message) => emit(message),
+          aux: (id) => emit({ aux: { ID: id } }),
         },
         abort.signal,
       );
+      if (options.quiet) stream.write({ stream: `${id}\n` });
     } catch (err) {
       await finish();
+      for (const message of held) stream.write(message);
       if (!stream.started) throw err;
       stream.error(err, err instanceof RunFailedError ? err.exitCode : undefined);
     }
