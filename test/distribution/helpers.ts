@@ -413,6 +413,26 @@ export async function loadImage(d: TestDaemon, image: ArchiveImage): Promise<str
   return d.dockerOk(['image', 'inspect', '--format', '{{.Id}}', image.tag]);
 }
 
+let runCounter = 0;
+
+/**
+ * Runs a container of `image` to its end and returns its output, read back with `docker logs`
+ * (the output of a very short `docker run` attach is not what these tests are about).
+ */
+export async function runOutput(d: TestDaemon, image: string, args: string[] = []): Promise<string> {
+  const name = `dist-run-${process.pid}-${++runCounter}`;
+  await d.dockerOk(['run', '-d', '--name', name, image, ...args]);
+  try {
+    const code = await d.dockerOk(['wait', name]);
+    const logs = await d.docker(['logs', name]);
+    if (code !== '0')
+      throw new Error(`${image} ${args.join(' ')} exited ${code}: ${logs.stdout}${logs.stderr}`);
+    return logs.stdout.trim();
+  } finally {
+    await d.docker(['rm', '-f', name]);
+  }
+}
+
 export function gzip(data: Buffer): Buffer {
   return zlib.gzipSync(data);
 }

@@ -11,6 +11,7 @@ import {
   imageConfig,
   loadImage,
   RegistryProcess,
+  runOutput,
   sha256Hex,
   tarOf,
   tempDir,
@@ -82,7 +83,7 @@ describe("Debian's docker-registry", {
     const pulled = await e.dockerOk(['pull', `${R}/interop/app:v1`]);
     assert.equal((pulled.match(/Pull complete/g) ?? []).length, 2, pulled);
     assert.equal(
-      await e.dockerOk(['run', '--rm', `${R}/interop/app:v1`, 'cat', '/srv/greeting.txt']),
+      await runOutput(e, `${R}/interop/app:v1`, ['cat', '/srv/greeting.txt']),
       'hello via docker-registry',
     );
   });
@@ -118,10 +119,7 @@ describe("Debian's docker-registry", {
 
     const pulled = await e.dockerOk(['pull', `${R}/interop/gz:v1`]);
     assert.match(pulled, /Pull complete/);
-    assert.equal(
-      await e.dockerOk(['run', '--rm', `${R}/interop/gz:v1`]),
-      'gzip layers from a docker-style manifest',
-    );
+    assert.equal(await runOutput(e, `${R}/interop/gz:v1`), 'gzip layers from a docker-style manifest');
     // Pushed back as it came: Docker media types, the same blobs, so nothing is uploaded.
     await e.dockerOk(['tag', `${R}/interop/gz:v1`, `${R}/interop/gz:copy`]);
     const repush = await e.dockerOk(['push', `${R}/interop/gz:copy`]);

@@ -10,6 +10,7 @@ import {
   loadImage,
   RegistryProcess,
   RegistryProxy,
+  runOutput,
   sha256Hex,
   statusLines,
   streamError,
@@ -77,7 +78,7 @@ describe('push and pull through the Strata registry', () => {
     assert.match(pulled, new RegExp(`^Digest: ${baseDigest}$`, 'm'));
     assert.match(pulled, new RegExp(`^Status: Downloaded newer image for ${R}/base:v1$`, 'm'));
 
-    const out = await a.dockerOk(['run', '--rm', `${R}/base:v1`, 'sh', '-c', 'echo pulled-and-running']);
+    const out = await runOutput(a, `${R}/base:v1`, ['sh', '-c', 'echo pulled-and-running']);
     assert.equal(out, 'pulled-and-running');
 
     const again = await a.dockerOk(['pull', `${R}/base:v1`]);
@@ -116,10 +117,7 @@ describe('push and pull through the Strata registry', () => {
       await b.dockerOk(['image', 'inspect', '--format', '{{.Id}} {{len .RootFS.Layers}}', `${R}/child:v1`]),
       `${childId} 2`,
     );
-    assert.equal(
-      await b.dockerOk(['run', '--rm', `${R}/child:v1`, 'cat', '/app/hello.txt']),
-      'hello from the top layer',
-    );
+    assert.equal(await runOutput(b, `${R}/child:v1`, ['cat', '/app/hello.txt']), 'hello from the top layer');
   });
 
   test('two pulls of the same image at once share each download', async () => {
@@ -136,10 +134,7 @@ describe('push and pull through the Strata registry', () => {
       .map((e) => e.url.split('/').at(-1))
       .filter((d) => d === `sha256:${sha256Hex(bb)}` || d === `sha256:${sha256Hex(top)}`);
     assert.equal(fetched.length, 2, `each layer fetched once: ${fetched.join(' ')}`);
-    assert.equal(
-      await b.dockerOk(['run', '--rm', `${R}/child:v1`, 'cat', '/app/hello.txt']),
-      'hello from the top layer',
-    );
+    assert.equal(await runOutput(b, `${R}/child:v1`, ['cat', '/app/hello.txt']), 'hello from the top layer');
   });
 
   test('pull by digest; layers the daemon has are not fetched again', async () => {
@@ -169,16 +164,23 @@ describe('push and pull through the Strata registry', () => {
       `${R}/base`,
     ]);
     assert.equal(digests, `${R}/base@${baseDigest}`);
-    assert.equal(
-      await b.dockerOk(['run', '--rm', `${R}/base@${baseDigest}`, 'echo', 'by-digest']),
-      'by-digest',
-    );
+    assert.equal(await runOutput(b, `${R}/base@${baseDigest}`, ['echo', 'by-digest']), 'by-digest');
 
     // docker run of an image the daemon lacks: create answers 404, the CLI pulls, then creates.
-    const ran = await b.docker(['run', '--rm', `${R}/base:v1`, 'echo', 'pulled-by-run']);
+    const ran = await b.docker([
+      'run',
+      '-d',
+      '--name',
+      'pulled-by-run',
+      `${R}/base:v1`,
+      'echo',
+      'pulled-by-run',
+    ]);
     assert.equal(ran.code, 0, ran.stderr);
-    assert.equal(ran.stdout.trim(), 'pulled-by-run');
     assert.match(ran.stderr, new RegExp(`Unable to find image '${R}/base:v1' locally`));
+    assert.equal(await b.dockerOk(['wait', 'pulled-by-run']), '0');
+    assert.equal(await b.dockerOk(['logs', 'pulled-by-run']), 'pulled-by-run');
+    await b.dockerOk(['rm', 'pulled-by-run']);
 
     const wrong = `sha256:${'0'.repeat(64)}`;
     const missing = await b.docker(['pull', `${R}/base@${wrong}`]);

@@ -9,6 +9,7 @@ import {
   loadImage,
   RegistryProcess,
   RegistryProxy,
+  runOutput,
   sha256Hex,
   sleep,
   statusLines,
@@ -98,7 +99,7 @@ describe('interrupted pull', () => {
     assert.ok(Number(range[1]) >= cutAt / 2, `resumed at ${range[1]}`);
     assert.equal(fetches[0]?.bytesOut, big.length - Number(range[1]), 'only the missing bytes were sent');
 
-    const sum = await b.dockerOk(['run', '--rm', `${R}/resume:v1`, 'sha256sum', '/data/big.bin']);
+    const sum = await runOutput(b, `${R}/resume:v1`, ['sha256sum', '/data/big.bin']);
     assert.equal(sum.split(/\s+/)[0], sha256Hex(payload));
   });
 
@@ -140,7 +141,7 @@ describe('interrupted pull', () => {
       );
       assert.match(fetches[0]?.range ?? '', /^bytes=[1-9]\d*-$/, 'resumed from the bytes kept on disk');
       assert.ok((fetches[0]?.bytesOut ?? big.length) < big.length);
-      const sum = await c.dockerOk(['run', '--rm', `${R}/restart:v1`, 'sha256sum', '/data/other.bin']);
+      const sum = await runOutput(c, `${R}/restart:v1`, ['sha256sum', '/data/other.bin']);
       assert.equal(sum.split(/\s+/)[0], sha256Hex(payload));
     } finally {
       await c.cleanup();

@@ -6,7 +6,7 @@ import { RegistryHosts } from '../../src/distribution/hosts.js';
 import { RegistrySession } from '../../src/distribution/session.js';
 import { RegistryTransport } from '../../src/distribution/transport.js';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { busyboxTar, loadImage, RegistryProcess, tempDir, which } from './helpers.js';
+import { busyboxTar, loadImage, RegistryProcess, runOutput, tempDir, which } from './helpers.js';
 
 /**
  * TLS and plain HTTP: a registry that only speaks TLS (self-signed certificate) on loopback works
@@ -77,7 +77,7 @@ describe('registries over TLS and plain HTTP', {
     assert.match(pushed, /v1: digest: sha256:/);
     await d.dockerOk(['rmi', `${R}/secure/bb:v1`]);
     await d.dockerOk(['pull', `${R}/secure/bb:v1`]);
-    assert.equal(await d.dockerOk(['run', '--rm', `${R}/secure/bb:v1`, 'echo', 'over tls']), 'over tls');
+    assert.equal(await runOutput(d, `${R}/secure/bb:v1`, ['echo', 'over tls']), 'over tls');
   });
 
   test('a secure registry is never spoken to in plain HTTP, and its certificate is verified', async () => {
