@@ -3,6 +3,7 @@ import { createHash, randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { packEntries } from '../src/common/tar.js';
 import {
@@ -330,7 +331,11 @@ async function main(): Promise<void> {
         .join('  ');
     console.log('');
     console.log(
-      `image: ${imageMB.toFixed(0)} MB in ${LAYERS + 1} layers; best of ${RUNS} runs; pull includes unpacking (except skopeo)`,
+      `image: ${imageMB.toFixed(0)} MB in ${LAYERS + 1} layers; best of ${RUNS} runs; pull includes unpacking (except skopeo); ` +
+        `load average ${os
+          .loadavg()
+          .map((l) => l.toFixed(1))
+          .join(' ')} on ${os.cpus().length} CPUs`,
     );
     console.log(line(header));
     for (const r of rows) console.log(line(r).trimEnd());
