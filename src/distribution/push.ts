@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { Digest } from '../common/digest.js';
-import { InvalidArgument, NotFound } from '../common/errors.js';
+import { errorMessage, InvalidArgument, NotFound } from '../common/errors.js';
 import type { ContentStore } from '../content/store.js';
 import { familiarName, type NamedReference } from '../images/reference.js';
 import type { ImageRecord, ImageService, LayerRecord } from '../images/service.js';
@@ -10,6 +10,7 @@ import { type Limiter, sleep } from './limiter.js';
 import { buildManifest } from './manifest.js';
 import type { DistributionMetadata, LayerDescriptor } from './metadata.js';
 import { layerId, layerStatus, type ProgressSink, ThrottledProgress } from './progress.js';
+import { rawPut } from './rawget.js';
 import type { RegistrySession } from './session.js';
 import { readResponse } from './transport.js';
 
@@ -288,6 +289,7 @@ class ImagePush {
     }
     const url = this.session.url(location);
     url.searchParams.set('digest', digest);
+    if (url.protocol === 'http:' && (await this.uploadRaw(url, digest, size, bar, signal))) return;
     let sent = 0;
     const counter = new Transform({
       transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -313,6 +315,46 @@ class ImagePush {
     const body = await readResponse(res, 64 * 1024);
     if (res.statusCode !== 201) throw this.accessError(res.statusCode ?? 500, body);
     bar?.update(size, true);
+  }
+
+  /**
+   * The plain-HTTP fast path of the PUT (see rawget.ts). False when the registry wants the session
+   * to authenticate again (401): the general client then sends the blob once more.
+   */
+  private async uploadRaw(
+    url: URL,
+    digest: Digest,
+    size: number,
+    bar: ThrottledProgress | null,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    const headers: Record<string, string> = { 'Content-Type': 'application/octet-stream' };
+    const authorization = await this.session.authorizationHeader(signal);
+    if (authorization) headers.Authorization = authorization;
+    let sent = 0;
+    let result: Awaited<ReturnType<typeof rawPut>>;
+    try {
+      result = await rawPut(
+        url,
+        headers,
+        this.deps.content.openRead(digest),
+        size,
+        (bytes) => {
+          sent += bytes;
+          bar?.update(sent);
+        },
+        signal,
+      );
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      throw new RegistryUnreachable(`Put "${url.origin}${url.pathname}": ${errorMessage(err)}`, {
+        cause: err,
+      });
+    }
+    if (result.status === 401) return false;
+    if (result.status !== 201) throw this.accessError(result.status, result.collected);
+    bar?.update(size, true);
+    return true;
   }
 
   /** Docker's words for refused pushes: no credentials at all, or the registry's own error. */
