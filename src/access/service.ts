@@ -121,6 +121,14 @@ export class AccessControl {
     });
   }
 
+  /**
+   * Drops a record once the current event has reached every listener (the event stream still needs
+   * the owner to decide who may see a `destroy`).
+   */
+  private forgetLater(kind: ObjectKind, id: string): void {
+    setImmediate(() => this.store.delete(kind, id));
+  }
+
   private onEvent(e: EngineEvent): void {
     const principal = this.current();
     const id = e.Actor.ID;
@@ -134,10 +142,10 @@ export class AccessControl {
             log.warn('ignoring an invalid ACL on a new container', { id, error: (err as Error).message });
           }
           this.store.set('container', id, { owner: principal.id, entries });
-        } else if (e.Action === 'destroy') this.store.delete('container', id);
+        } else if (e.Action === 'destroy') this.forgetLater('container', id);
         return;
       case 'image':
-        if (e.Action === 'delete') this.store.delete('image', id);
+        if (e.Action === 'delete') this.forgetLater('image', id);
         else if (principal && id.startsWith('sha256:') && !this.store.get('image', id))
           this.store.set('image', id, { owner: principal.id, entries: [] });
         return;
@@ -149,8 +157,8 @@ export class AccessControl {
           this.store.set(kind, id, { owner: principal.id, entries: [] });
           if (name && name !== id) this.store.set(kind, `name:${name}`, { owner: principal.id, entries: [] });
         } else if (e.Action === 'destroy') {
-          this.store.delete(kind, id);
-          if (name) this.store.delete(kind, `name:${name}`);
+          this.forgetLater(kind, id);
+          if (name) this.forgetLater(kind, `name:${name}`);
         }
         return;
       }

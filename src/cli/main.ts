@@ -1,4 +1,5 @@
 import type { EngineClient } from './client.js';
+import { ACL_COMMAND } from './commands/acl.js';
 import { REG_COMMAND } from './commands/reg.js';
 import {
   COMMANDS,
@@ -21,7 +22,7 @@ import { FlagError, type FlagSpec, type FlagValues, formatFlagHelp, parseFlags }
 
 const VERSION = '0.1.0';
 
-COMMANDS.push(REG_COMMAND);
+COMMANDS.push(REG_COMMAND, ACL_COMMAND);
 
 const GLOBAL_FLAGS: FlagSpec[] = [
   {
