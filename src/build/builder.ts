@@ -767,6 +767,8 @@ export class Build {
       Tty: false,
       OpenStdin: false,
       Labels: {},
+      // A build step is not a service: no health checks from the image's HEALTHCHECK.
+      Healthcheck: { Test: ['NONE'] },
       HostConfig: { NetworkMode: network === 'default' ? 'default' : network, AutoRemove: false },
     };
     const { Id: id } = this.deps.containers.create(body, null);

@@ -90,6 +90,8 @@ export async function commitContainer(
       log.warn('unpausing after commit failed', { id: record.id, error: errorMessage(err) });
     });
   };
+  const started = performance.now();
+  let packedAt = 0;
   try {
     const lowers = record.chainId ? deps.snapshotter.lowerDirs(record.chainId) : [];
     const changes = runtimeArtifacts(path.join(dir, 'upper'), lowers);
@@ -98,7 +100,10 @@ export async function commitContainer(
       const packed = deps.snapshotter.packContainerDiff(dir);
       layer = changes.drop.size > 0 ? pipeInto(packed, new TarEntryFilter(changes.drop)) : packed;
       // The container may run on as soon as its upper dir has been read.
-      layer.once('end', resume);
+      layer.once('end', () => {
+        packedAt = performance.now();
+        resume();
+      });
       layer.once('close', resume);
     } else resume();
     const created = new Date().toISOString();
@@ -122,6 +127,11 @@ export async function commitContainer(
       containerConfig: imageConfigOf(record, null),
       tags,
       created,
+    });
+    log.debug('committed', {
+      id: record.id.slice(0, 12),
+      packMs: Math.round((packedAt || performance.now()) - started),
+      totalMs: Math.round(performance.now() - started),
     });
     deps.events.publish('container', 'commit', record.id, {
       ...record.config.Labels,
