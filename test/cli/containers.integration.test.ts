@@ -264,7 +264,7 @@ describe('strata CLI: containers', () => {
   });
 
   test('attach follows a running container to its exit status', async () => {
-    await strataOk(d, ['run', '-d', '--name', 'att', 'bb', 'sh', '-c', 'sleep 1; echo attached-out; exit 4']);
+    await strataOk(d, ['run', '-d', '--name', 'att', 'bb', 'sh', '-c', 'sleep 4; echo attached-out; exit 4']);
     const r = await d.strata(['attach', 'att']);
     assert.equal(r.code, 4, describeResult(r));
     assert.equal(r.stdout, 'attached-out\n');

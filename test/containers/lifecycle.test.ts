@@ -110,7 +110,7 @@ describe('container lifecycle', () => {
       'bb',
       'sh',
       '-c',
-      'sleep 1; echo attached-output; exit 5',
+      'sleep 4; echo attached-output; exit 5',
     ]);
     const attached = await d.docker(['attach', 'att'], { timeoutMs: 15_000 });
     assert.match(attached.stdout, /attached-output/);
