@@ -114,9 +114,9 @@ export function* userSubnetPool(): Generator<Subnet> {
   }
 }
 
-/** 10.88.0.0/16, then 10.87.0.0/16 … 10.80.0.0/16: the default bridge of each daemon on a host. */
+/** 10.88.0.0/16, then 10.87.0.0/16 … 10.64.0.0/16: the default bridge of each daemon on a host. */
 export function* defaultSubnetPool(): Generator<Subnet> {
-  for (let second = 88; second >= 80; second--) yield { base: parseIPv4(`10.${second}.0.0`), prefixLen: 16 };
+  for (let second = 88; second >= 64; second--) yield { base: parseIPv4(`10.${second}.0.0`), prefixLen: 16 };
 }
 
 /** IPv4 routes of the host (main table), from /proc/net/route. */

@@ -216,7 +216,7 @@ export class NetworkService implements NameResolver {
       const subnet = pickSubnet(defaultSubnetPool(), this.takenSubnets());
       if (!subnet)
         throw new SystemError(
-          'no free subnet for the default bridge network (10.80-10.88.0.0/16 all in use)',
+          'no free subnet for the default bridge network (10.64-10.88.0.0/16 all in use)',
         );
       const gateway = formatIPv4(subnet.base + 1);
       const record = this.newRecord({

@@ -90,7 +90,8 @@ describe('health checks', () => {
     assert.match(events, /health_status: healthy/);
     assert.match(events, /health_status: unhealthy/);
     const execs = JSON.parse(await d.dockerOk(['inspect', '-f', '{{json .ExecIDs}}', 'hc']));
-    assert.ok(execs === null || execs.length <= 1, 'probe sessions are not kept');
+    // the user's `docker exec` stays listed (as in dockerd); at most one probe is in flight
+    assert.ok(execs === null || execs.length <= 2, `probe sessions are not kept: ${JSON.stringify(execs)}`);
     await d.dockerOk(['rm', '-f', 'hc']);
   });
 

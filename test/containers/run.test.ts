@@ -75,6 +75,8 @@ describe('docker run through the real docker CLI', () => {
     const out = await d.dockerOk([
       'run',
       '--rm',
+      '--network',
+      'none',
       'bb',
       'sh',
       '-c',
