@@ -475,12 +475,18 @@ export class Build {
     };
     let image = this.options.pull ? null : local();
     if (image === null && this.deps.pull && !/^(sha256:)?[a-f0-9]{12,64}$/.test(ref)) {
-      await this.deps.pull(
-        ref,
-        platform ?? this.options.platform,
-        (m) => this.output.progress(m),
-        this.signal,
-      );
+      try {
+        await this.deps.pull(
+          ref,
+          platform ?? this.options.platform,
+          (m) => this.output.progress(m),
+          this.signal,
+        );
+      } catch (err) {
+        if (this.signal.aborted) throw new BuildCancelledError();
+        const status = err instanceof StrataError ? err.status : 500;
+        throw new StrataError(status, 'PULL_FAILED', `FROM ${ref}: ${errorMessage(err)}`);
+      }
       image = local();
     }
     image ??= local();
