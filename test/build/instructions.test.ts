@@ -177,6 +177,10 @@ describe('docker build: instructions', () => {
     assert.equal(await stat('/newdir/deeper/owned.txt'), '1000:1000 644 regular file');
     assert.equal(await sh(d, 'copy:1', 'cat /generated.conf'), 'greeting=world');
     assert.equal(
+      await sh(d, 'copy:1', 'cd /everything && find . | sort | tr "\\n" " "'),
+      '. ./.dockerignore ./Dockerfile ./link-to-plain ./plain.txt ./secret.txt ./src ./src/a.txt ./src/b.txt ./src/c.md ./src/sub ./src/sub/d.txt ./tree ./tree/exec.sh ./tree/link ./tree/x ./tree/x/y.txt',
+    );
+    assert.equal(
       await sh(d, 'copy:1', 'ls /ignored.log /tree/ignored.log 2>&1 | wc -l; ls / | grep -c log || true'),
       '2\n0',
     );
