@@ -15,7 +15,8 @@ import { Router } from './router.js';
  *    container's namespaces) are for admins — or, for `container:<x>`, for holders of exec on x;
  *  - images, networks and volumes: everyone may use and inspect them; only their owner (who pulled,
  *    built, loaded, tagged or created them first) and admins may remove, tag, push or change them;
- *  - prunes and anything this table does not know are for admins, except reads (GET) elsewhere.
+ *  - other container sub-resources need view to read and control to change; prunes and any other
+ *    write this table does not know are for admins.
  *
  * List responses (`ps`, `system df`) and the event stream are filtered to what the principal may view.
  * Admins (root on the unix socket, or listed in the auth config) skip every check.
@@ -102,14 +103,17 @@ export class ApiAuthorizer {
     const principal = this.deps.access.authenticate(r.req.socket, r.req.headers.authorization);
     const match = this.rules.match(method, path);
     if (!principal.admin) {
+      const reads = method === 'GET' || method === 'HEAD';
+      const container = /^\/containers\/([^/]+)\//.exec(path);
       if (match) {
         await (match.handler as unknown as Check)({ r, principal, params: match.params });
-      } else if (method !== 'GET' && method !== 'HEAD') {
+      } else if (container) {
+        // Other container sub-resources (e.g. the hive under /containers/{id}/registry): reading
+        // needs view, changing needs control.
+        const params = { id: decodeURIComponent(container[1]) };
+        this.containerRight(reads ? 'view' : 'control')({ r, principal, params });
+      } else if (!reads) {
         await adminOnly(`${method} ${path}`)({ r, principal, params: {} });
-      } else {
-        const container = /^\/containers\/([^/]+)\//.exec(path);
-        if (container)
-          this.containerRight('view')({ r, principal, params: { id: decodeURIComponent(container[1]) } });
       }
       this.filterResponse(r, method, path, principal);
     }

@@ -236,7 +236,14 @@ export async function main(argv: string[]): Promise<void> {
   registerBuildRoutes(router, { builder });
   registerCommitRoutes(router, { containers, images, snapshotter, events });
 
-  const middleware = security.registerRoutes(router, { containers, images, snapshotter, events, db });
+  const middleware = security.registerRoutes(router, {
+    containers,
+    images,
+    snapshotter,
+    events,
+    db,
+    volumes: extensions.volumes,
+  });
   const server = createApiServer(router, { middleware });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

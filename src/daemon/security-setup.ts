@@ -12,6 +12,7 @@ import { registerResourceRoutes } from '../api/routes/stats.js';
 import type { ApiServerOptions } from '../api/server.js';
 import type { Digest } from '../common/digest.js';
 import type { EventBus } from '../common/events.js';
+import { directorySize } from '../common/fsutil.js';
 import { logger } from '../common/log.js';
 import type { ContainerService, ContainerServiceOptions } from '../containers/service.js';
 import { ContainerUpdater } from '../containers/update.js';
@@ -27,6 +28,7 @@ import { openUsernsFd, resolveUsernsRemap, type UsernsRemap } from '../runtime/u
 import { IdmappedSnapshotter } from '../snapshots/idmapped.js';
 import type { Snapshotter } from '../snapshots/snapshotter.js';
 import { type Db, migrate } from '../store/db.js';
+import type { VolumeService } from '../volumes/service.js';
 import { listenTls, type TlsOptions } from './tls.js';
 
 const log = logger('daemon');
@@ -71,6 +73,7 @@ export interface ServiceRefs {
   snapshotter: Snapshotter;
   events: EventBus;
   db: Db;
+  volumes?: VolumeService;
 }
 
 export class DaemonSecurity {
@@ -186,6 +189,21 @@ export class DaemonSecurity {
           }
           return { summary, chainId };
         }),
+      volumes: refs.volumes
+        ? () => {
+            const volumes = refs.volumes as VolumeService;
+            return volumes.list().map((v) => ({
+              ...volumes.inspect(v),
+              UsageData: {
+                RefCount: volumes.users(v.name).length,
+                Size: directorySize(volumes.mountpoint(v.name)),
+              },
+            }));
+          }
+        : undefined,
+    });
+    refs.events.subscribe((e) => {
+      if (e.Type === 'container' && e.Action === 'destroy') this.sampler.forget(e.Actor.ID);
     });
     const access = new AccessControl(new AclStore(refs.db), this.authConfig, {
       idOf: (ref) => {
