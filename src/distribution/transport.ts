@@ -60,6 +60,7 @@ export class RegistryTransport {
    * is sent again on a new connection (Node's documented pattern), unless its body was a stream.
    */
   private async sendRetryingStale(url: URL, options: SendOptions): Promise<http.IncomingMessage> {
+    refuseOffHostInLoopbackMode(url);
     try {
       return await this.sendOnce(url, options);
     } catch (err) {
@@ -129,4 +130,18 @@ export async function readResponse(res: http.IncomingMessage, limit = 4 * 1024 *
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
+}
+
+/**
+ * With STRATA_LOOPBACK_ONLY=1 (set by the test harness and the benchmarks) the daemon never resolves or
+ * contacts a registry outside this machine: a pull from Docker Hub then fails at once, as it would
+ * offline, without a DNS query leaving the host.
+ */
+function refuseOffHostInLoopbackMode(url: URL): void {
+  if (process.env.STRATA_LOOPBACK_ONLY !== '1') return;
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host)) return;
+  const err = new Error(`getaddrinfo ENOTFOUND ${host}`) as NodeJS.ErrnoException;
+  err.code = 'ENOTFOUND';
+  throw err;
 }

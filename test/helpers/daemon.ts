@@ -115,7 +115,12 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
       ],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, STRATA_LOG_LEVEL: process.env.STRATA_LOG_LEVEL ?? 'info' },
+        // STRATA_LOOPBACK_ONLY: a test that pulls a missing image must not send a DNS query off the host.
+        env: {
+          ...process.env,
+          STRATA_LOG_LEVEL: process.env.STRATA_LOG_LEVEL ?? 'info',
+          STRATA_LOOPBACK_ONLY: '1',
+        },
       },
     );
     child.stdout?.on('data', (d: Buffer) => {
@@ -199,9 +204,36 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
         // best effort: a broken iptables must not hide the test's own result
       }
       fs.rmSync(base, { recursive: true, force: true });
+      await releaseHostNetworking(root);
     },
   };
   return daemon;
+}
+
+/**
+ * Removes the bridges, veths and iptables chains a test daemon left on the host (a daemon keeps them
+ * across restarts on purpose; a test root is gone for good). They are found by the daemon's tag, the
+ * first 6 hex of sha256(root), which the network part puts in link aliases and chain names.
+ */
+export async function releaseHostNetworking(root: string): Promise<void> {
+  const [{ createHash }, bridge, iptables] = await Promise.all([
+    import('node:crypto'),
+    import('../../src/network/bridge.js'),
+    import('../../src/network/iptables.js'),
+  ]);
+  const tag = createHash('sha256').update(root).digest('hex').slice(0, 6);
+  try {
+    const ours = bridge.listLinks().filter((l) => bridge.ownerOf(l)?.tag === tag);
+    const indexes = new Set(ours.map((l) => l.index));
+    const veths = bridge.listLinks().filter((l) => l.kind === 'veth' && indexes.has(l.master));
+    bridge.deleteLinks([...veths.map((l) => l.name), ...ours.map((l) => l.name)]);
+  } catch {
+    // best effort: a test must not fail on its own cleanup
+  }
+  const saved = await run('iptables-save', []);
+  if (saved.code === 0 && saved.stdout.includes(`STRATA-${tag}-`)) {
+    await run('iptables-restore', ['--noflush'], { input: iptables.renderRemoval(tag, saved.stdout, true) });
+  }
 }
 
 export function canConnect(socket: string): Promise<boolean> {
