@@ -137,6 +137,25 @@ export function hostHardLimits(): Map<string, number> {
 
 const RLIMIT_MAX = 2 ** 53;
 
+/** The names `--ulimit` accepts (Docker's list). */
+const ULIMIT_NAMES = [
+  'core',
+  'cpu',
+  'data',
+  'fsize',
+  'locks',
+  'memlock',
+  'msgqueue',
+  'nice',
+  'nofile',
+  'nproc',
+  'rss',
+  'rtprio',
+  'rttime',
+  'sigpending',
+  'stack',
+];
+
 /**
  * Docker's ulimit names (`nofile`) → OCI types (`RLIMIT_NOFILE`). A request above the host's hard limit
  * is refused, never silently raised; Docker's implicit default (nofile 1048576) is clamped instead.
@@ -153,9 +172,10 @@ export function buildRlimits(
     hard: clamp('RLIMIT_NOFILE', 1048576),
   });
   for (const u of requested) {
+    if (!ULIMIT_NAMES.includes(u.Name.toLowerCase()))
+      throw new InvalidArgument(`invalid ulimit type: ${u.Name}`);
     const type = `RLIMIT_${u.Name.toUpperCase()}`;
     const limit = hard.get(type);
-    if (!/^RLIMIT_[A-Z]+$/.test(type)) throw new InvalidArgument(`invalid ulimit name: ${u.Name}`);
     if (u.Soft > u.Hard)
       throw new InvalidArgument(
         `ulimit soft limit must be less than or equal to hard limit: ${u.Soft} > ${u.Hard}`,
@@ -166,7 +186,10 @@ export function buildRlimits(
         `ulimit ${u.Name}=${u.Soft}:${u.Hard} exceeds the host's hard limit ${limit} (hard limits cannot be raised on this host)`,
       );
     }
-    result.set(type, { type, soft: u.Soft < 0 ? RLIMIT_MAX : u.Soft, hard: wantHard });
+    const wantSoft = u.Soft < 0 ? RLIMIT_MAX : u.Soft;
+    if (wantSoft > wantHard)
+      throw new InvalidArgument(`ulimit ${u.Name}: an unlimited soft limit needs an unlimited hard limit`);
+    result.set(type, { type, soft: wantSoft, hard: wantHard });
   }
   return [...result.values()];
 }

@@ -92,6 +92,11 @@ describe('create-time resource checks (dockerd rules and messages)', () => {
       () => buildRlimits([{ Name: 'nofile', Soft: 2048, Hard: 1024 }], hard),
       /soft limit must be less/,
     );
+    assert.throws(
+      () => buildRlimits([{ Name: 'nofiles', Soft: 1, Hard: 1 }], hard),
+      /invalid ulimit type: nofiles/,
+    );
+    assert.throws(() => buildRlimits([{ Name: 'core', Soft: -1, Hard: 100 }], hard), /unlimited soft limit/);
     const ok = buildRlimits([{ Name: 'nofile', Soft: 100, Hard: 200 }], hard);
     assert.deepEqual(
       ok.find((r) => r.type === 'RLIMIT_NOFILE'),
