@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { errorMessage, InvalidArgument } from '../common/errors.js';
 import { logger } from '../common/log.js';
 import { networkSettings, portList } from '../network/present.js';
-import type { NetworkService } from '../network/service.js';
+import { endpointsConfigOf, type NetworkService } from '../network/service.js';
 import type { OciMount } from '../runtime/spec.js';
 import type { VolumeService } from '../volumes/service.js';
 import { type HealthMonitor, type HealthState, healthSuffix } from './health.js';
@@ -63,6 +63,8 @@ export interface ContainerExtensions {
   portsOf(record: ContainerRecord, running: boolean): Record<string, unknown>[];
   healthOf(record: ContainerRecord): HealthState | undefined;
   statusSuffix(record: ContainerRecord): string;
+  /** `docker ps --filter network=… / volume=… / health=…`. */
+  matchesFilter(record: ContainerRecord, key: 'network' | 'volume' | 'health', value: string): boolean;
 }
 
 /** The init process for `--init` (Debian's catatonit; tini-static as a fallback). */
@@ -198,6 +200,18 @@ export class EngineExtensions implements ContainerExtensions {
   statusSuffix(record: ContainerRecord): string {
     if (record.state.status !== 'running') return '';
     return healthSuffix(this.deps.health.stateOf(record.id));
+  }
+
+  matchesFilter(record: ContainerRecord, key: 'network' | 'volume' | 'health', value: string): boolean {
+    if (key === 'health') return (this.deps.health.stateOf(record.id)?.Status ?? 'none') === value;
+    if (key === 'volume')
+      return ((record as WithMounts).mounts ?? []).some(
+        (m) => m.Name === value || m.Destination === value || m.Source === value,
+      );
+    const settings = endpointsConfigOf(record);
+    return Object.entries(settings).some(
+      ([name, e]) => name === value || (e.NetworkID ?? '').startsWith(value),
+    );
   }
 
   /** Container ids whose mounts use `volume` (for `volume rm` refusal and `dangling`). */

@@ -344,6 +344,10 @@ export function filterContainers(
       return false;
     if (before && r.created >= before) return false;
     if (since && r.created <= since) return false;
+    for (const key of ['network', 'volume', 'health'] as const) {
+      const values = filters.get(key);
+      if (values && !values.some((v) => svc.extensions?.matchesFilter(r, key, v))) return false;
+    }
     return true;
   });
 }

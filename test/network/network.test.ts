@@ -107,6 +107,8 @@ describe('networks', () => {
       [host.Id.slice(0, 12), 'web'].sort(),
     );
     assert.match(host.NetworkSettings.Networks.appnet.MacAddress, /^02:42:/);
+    const onNet = await d.dockerOk(['ps', '--filter', 'network=appnet', '--format', '{{.Names}}']);
+    assert.deepEqual(onNet.split('\n').sort(), ['web1', 'web2']);
   });
 
   test('outside names are forwarded to the host resolver; other networks stay invisible and unreachable', async () => {
@@ -248,19 +250,24 @@ describe('networks', () => {
     assert.deepEqual(Object.keys(created.NetworkSettings.Networks).sort(), ['appnet', 'bridge']);
     assert.equal(created.NetworkSettings.Networks.appnet.IPAddress, '');
     await d.dockerOk(['start', 'late']);
-    const got = await sh([
-      'run',
-      '--rm',
-      '--network',
-      'appnet',
-      'bb',
-      'timeout',
-      '5',
-      'wget',
-      '-qO-',
-      'http://latecomer/',
-    ]);
-    assert.equal(got.stdout.trim(), 'late');
+    let got = '';
+    const reached = await eventually(async () => {
+      const r = await sh([
+        'run',
+        '--rm',
+        '--network',
+        'appnet',
+        'bb',
+        'timeout',
+        '5',
+        'wget',
+        '-qO-',
+        'http://latecomer/',
+      ]);
+      got = r.stdout;
+      return got.trim() === 'late';
+    }, 20_000);
+    assert.ok(reached, `fetched ${JSON.stringify(got)}`);
     const rm = await d.docker(['network', 'rm', 'appnet']);
     assert.notEqual(rm.code, 0);
     assert.match(rm.stderr, /active endpoints/);
