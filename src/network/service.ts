@@ -630,9 +630,13 @@ export class NetworkService implements NameResolver {
       };
     }
     await this.release(record.id);
-    const configs = endpointsConfigOf(record);
-    const names = Object.keys(configs);
+    // Records made before networks existed say `default` (or nothing) for the default bridge.
+    const configs: Record<string, EndpointSettings> = {};
+    for (const [key, value] of Object.entries(endpointsConfigOf(record)))
+      configs[key === 'default' ? 'bridge' : key] = value;
     const primaryName = this.get(mode.network).name;
+    if (record.networkingConfig.EndpointsConfig === undefined) configs[primaryName] = {};
+    const names = Object.keys(configs);
     names.sort((a, b) => (a === primaryName ? -1 : b === primaryName ? 1 : 0));
     const endpoints: EndpointRecord[] = [];
     let holders: PortHolder[] = [];
