@@ -24,22 +24,21 @@ import {
  * waits for its collector's next tick (~1 s); Strata takes its previous sample of the container when
  * one is at most 5 s old ("warm", e.g. a second `docker stats` in a row or a running `docker stats`)
  * and otherwise samples twice 250 ms apart ("cold"). Both are reported; cold runs wait 6 s first.
+ * `ps` is one list request: both figures are mostly the docker CLI's own start-up.
  */
 const CONTAINERS = Number(process.env.CONTAINERS ?? 50);
 const RUNS = Number(process.env.RUNS ?? 10);
 const COLD_RUNS = Number(process.env.COLD_RUNS ?? 3);
 
 interface Figures {
-  statsWarm: Stats;
-  statsCold: Stats;
-  ps: Stats;
+  statsWarm: number[];
+  statsCold: number[];
+  ps: number[];
 }
 
-function startContainers(env: Record<string, string>): string[] {
-  const ids: string[] = [];
+function startContainers(env: Record<string, string>): void {
   for (let i = 0; i < CONTAINERS; i++)
-    ids.push(must('docker', ['run', '-d', '--network', 'none', 'bb:latest', 'sleep', '3600'], env));
-  return ids;
+    must('docker', ['run', '-d', '--network', 'none', 'bb:latest', 'sleep', '3600'], env);
 }
 
 function statsOnce(env: Record<string, string>): number {
@@ -58,27 +57,30 @@ function statsOnce(env: Record<string, string>): number {
   return ms;
 }
 
-async function measure(d: Daemon): Promise<Figures> {
-  const env = d.env;
-  statsOnce(env); // warm-up (CLI binary in the page cache)
-  const warm: number[] = [];
-  for (let i = 0; i < RUNS; i++) warm.push(statsOnce(env));
-  const cold: number[] = [];
+function psOnce(env: Record<string, string>): number {
+  return timeMs(() => {
+    const r = sh('docker', ['ps', '-q'], env);
+    if (r.stdout.trim().split('\n').length !== CONTAINERS) throw new Error('docker ps: wrong count');
+  });
+}
+
+/**
+ * Runs each measurement on every daemon in turn, so both see the same load (this VM is shared and
+ * its load varies by the minute).
+ */
+async function measureInterleaved(daemons: Daemon[]): Promise<Map<Daemon, Figures>> {
+  const out = new Map<Daemon, Figures>(daemons.map((d) => [d, { statsWarm: [], statsCold: [], ps: [] }]));
+  for (const d of daemons) {
+    statsOnce(d.env); // warm-up (CLI binary in the page cache)
+    psOnce(d.env);
+  }
+  for (let i = 0; i < RUNS; i++) for (const d of daemons) out.get(d)?.statsWarm.push(statsOnce(d.env));
   for (let i = 0; i < COLD_RUNS; i++) {
     await new Promise((r) => setTimeout(r, 6000));
-    cold.push(statsOnce(env));
+    for (const d of daemons) out.get(d)?.statsCold.push(statsOnce(d.env));
   }
-  const ps: number[] = [];
-  must('docker', ['ps'], env);
-  for (let i = 0; i < RUNS; i++) {
-    ps.push(
-      timeMs(() => {
-        const r = sh('docker', ['ps', '-q'], env);
-        if (r.stdout.trim().split('\n').length !== CONTAINERS) throw new Error('docker ps: wrong count');
-      }),
-    );
-  }
-  return { statsWarm: stats(warm), statsCold: stats(cold), ps: stats(ps) };
+  for (let i = 0; i < RUNS; i++) for (const d of daemons) out.get(d)?.ps.push(psOnce(d.env));
+  return out;
 }
 
 function row(name: string, s: Stats | null): string {
@@ -95,36 +97,34 @@ async function main(): Promise<void> {
   try {
     must('docker', ['import', '-', 'bb:latest'], strata.env, tar);
     startContainers(strata.env);
-    const s = await measure(strata);
-    sh(
-      'docker',
-      ['rm', '-f', ...sh('docker', ['ps', '-aq'], strata.env).stdout.split('\n').filter(Boolean)],
-      strata.env,
-    );
-
-    let k: Figures | null = null;
     fs.mkdirSync(path.join(base, 'docker'), { recursive: true });
     docker = process.env.SKIP_DOCKER ? null : await startDockerd(path.join(base, 'docker'));
     if (docker) {
       must('docker', ['import', '-', 'bb:latest'], docker.env, tar);
       startContainers(docker.env);
-      k = await measure(docker);
     }
-    lines.push(`${CONTAINERS} running containers; ms, median of ${RUNS} (cold: ${COLD_RUNS}, 6 s apart)`);
+    const figures = await measureInterleaved(docker ? [strata, docker] : [strata]);
+    const s = figures.get(strata) as Figures;
+    const k = docker ? (figures.get(docker) ?? null) : null;
+    const load = fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+    lines.push(
+      `${CONTAINERS} running containers per daemon; ms; ${RUNS} runs (cold: ${COLD_RUNS}, 6 s idle before each), interleaved; load average ${load}`,
+    );
     lines.push(
       `${'command'.padEnd(34)} ${'median'.padStart(8)} ${'min'.padStart(8)} ${'max'.padStart(8)} ${'n'.padStart(4)}`,
     );
-    lines.push(row('strata stats --no-stream (warm)', s.statsWarm));
-    lines.push(row('strata stats --no-stream (cold)', s.statsCold));
-    lines.push(row('docker stats --no-stream', k?.statsWarm ?? null));
-    lines.push(row('docker stats --no-stream (6 s idle)', k?.statsCold ?? null));
-    lines.push(row('strata ps', s.ps));
-    lines.push(row('docker ps', k?.ps ?? null));
+    lines.push(row('strata stats --no-stream (warm)', stats(s.statsWarm)));
+    lines.push(row('docker stats --no-stream', k ? stats(k.statsWarm) : null));
+    lines.push(row('strata stats --no-stream (cold)', stats(s.statsCold)));
+    lines.push(row('docker stats --no-stream (6 s idle)', k ? stats(k.statsCold) : null));
+    lines.push(row('strata ps', stats(s.ps)));
+    lines.push(row('docker ps', k ? stats(k.ps) : null));
     if (k) {
+      const ratio = (a: number[], b: number[]) => fmt(stats(a).median / stats(b).median, 2);
       lines.push(
-        `ratio stats strata/docker: warm ${fmt(s.statsWarm.median / k.statsWarm.median, 2)}, cold ${fmt(s.statsCold.median / k.statsCold.median, 2)} (target ≤ 0.5)`,
+        `ratio stats strata/docker: warm ${ratio(s.statsWarm, k.statsWarm)}, cold ${ratio(s.statsCold, k.statsCold)} (target ≤ 0.5)`,
       );
-      lines.push(`ratio ps strata/docker: ${fmt(s.ps.median / k.ps.median, 2)} (target ≤ 0.5)`);
+      lines.push(`ratio ps strata/docker: ${ratio(s.ps, k.ps)} (target ≤ 0.5)`);
     } else lines.push('dockerd not available: no comparison');
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {

@@ -177,8 +177,7 @@ export class ApiAuthorizer {
     for (const m of Array.isArray(host.Mounts) ? host.Mounts : []) {
       if ((m as { Type?: unknown }).Type === 'bind') deny('a bind mount of a host path');
     }
-    if (asStrings(host.Devices).length > 0 || (Array.isArray(host.Devices) && host.Devices.length > 0))
-      deny('--device');
+    if (Array.isArray(host.Devices) && host.Devices.length > 0) deny('--device');
     if (asStrings(host.DeviceCgroupRules).length > 0) deny('--device-cgroup-rule');
     if (typeof host.CgroupParent === 'string' && host.CgroupParent !== '') deny('--cgroup-parent');
     for (const opt of asStrings(host.SecurityOpt)) {

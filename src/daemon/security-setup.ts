@@ -220,6 +220,9 @@ export class DaemonSecurity {
       },
     });
     access.watch(refs.events);
+    // Records of containers that went away while the daemon was down (a crash mid-remove).
+    const live = new Set(containers.all().map((c) => c.id));
+    for (const id of access.store.ids('container')) if (!live.has(id)) access.store.delete('container', id);
     this.access = access;
     registerAclRoutes(router, { containers, access });
     const authorizer = new ApiAuthorizer({

@@ -71,12 +71,21 @@ function keyValues(text: string | null): Record<string, number> {
   return out;
 }
 
-/** Sum of the CPU fields of /proc/stat's first line, in ns (dockerd's `system_cpu_usage`). */
+let systemCpu = { at: 0, ns: 0 };
+
+/**
+ * Sum of the CPU fields of /proc/stat's first line, in ns (dockerd's `system_cpu_usage`). Samples
+ * taken within the same 10 ms (one `docker stats` asks for every container at once) share one read;
+ * the counter only moves in 10 ms ticks anyway.
+ */
 export function systemCpuNs(): number {
+  const now = performance.now();
+  if (now - systemCpu.at < 10) return systemCpu.ns;
   const text = read('/proc/stat') ?? '';
   const line = text.slice(0, text.indexOf('\n'));
   const fields = line.trim().split(/\s+/).slice(1, 9).map(Number);
-  return fields.reduce((a, b) => a + b, 0) * NS_PER_TICK;
+  systemCpu = { at: now, ns: fields.reduce((a, b) => a + b, 0) * NS_PER_TICK };
+  return systemCpu.ns;
 }
 
 function parseBlkioV1(text: string | null): StatsSample['blkio'] {
