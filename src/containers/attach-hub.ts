@@ -128,6 +128,19 @@ export class AttachHub {
     this.pendingInput = [];
   }
 
+  /**
+   * The container is gone (exit or removal): let output still queued on conmon's socket reach the
+   * clients — conmon closes the socket once it has drained it, which ends them — and only force the end
+   * after `graceMs`. The exit file can be seen before the last output packets have been read.
+   */
+  finishAfterDrain(graceMs = 2000): void {
+    if (!this.connection && !this.connecting) {
+      this.finish();
+      return;
+    }
+    setTimeout(() => this.finish(), graceMs).unref();
+  }
+
   /** Detaches without ending clients' view of the container (daemon shutdown). */
   close(): void {
     this.connection?.destroy();

@@ -779,7 +779,7 @@ export class ContainerService implements ExecHost {
     this.table.delete(record.id);
     this.records.delete(record.id);
     this.names.delete(record.name);
-    this.hubs.get(record.id)?.finish();
+    this.hubs.get(record.id)?.finishAfterDrain();
     this.hubs.delete(record.id);
     this.execs.dropContainer(record.id);
     this.event(record, 'destroy');
