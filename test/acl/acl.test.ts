@@ -11,7 +11,7 @@ import {
   startDaemon,
   type TestDaemon,
 } from '../helpers/daemon.js';
-import { sleep } from '../resources/helpers.js';
+import { accountCommand, sleep } from '../resources/helpers.js';
 
 /**
  * Per-container ACLs, with principals from bearer tokens (docker CLI `HttpHeaders`) and from two
@@ -41,11 +41,11 @@ describe('access control lists', () => {
         .split('\n')
         .some((l) => l.startsWith('strata:'))
     ) {
-      execFileSync('groupadd', ['--system', 'strata']);
+      await accountCommand('groupadd', ['--system', 'strata']);
       createdGroup = true;
     }
     for (const user of [USER_A, USER_B, USER_C]) {
-      execFileSync('useradd', [
+      await accountCommand('useradd', [
         '--no-create-home',
         '--shell',
         '/bin/sh',
@@ -91,12 +91,12 @@ describe('access control lists', () => {
     await d?.cleanup();
     for (const user of [USER_A, USER_B, USER_C]) {
       try {
-        execFileSync('userdel', [user]);
+        await accountCommand('userdel', [user]);
       } catch {
         // gone
       }
     }
-    if (createdGroup) execFileSync('groupdel', ['strata']);
+    if (createdGroup) await accountCommand('groupdel', ['strata']);
   });
 
   const as = (who: keyof typeof TOKENS, args: string[]) =>

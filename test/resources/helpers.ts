@@ -90,3 +90,20 @@ export async function runLogged(
     await d.docker(['rm', '-f', id]);
   }
 }
+
+/**
+ * useradd/userdel/groupadd with retries: they refuse to run while another process holds the
+ * /etc/passwd lock (test files running side by side add users too).
+ */
+export async function accountCommand(cmd: string, args: string[]): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      execFileSync(cmd, args, { stdio: 'pipe' });
+      return;
+    } catch (err) {
+      const text = String((err as { stderr?: Buffer }).stderr ?? err);
+      if (attempt >= 20 || !/lock|try again/i.test(text)) throw err;
+      await sleep(250);
+    }
+  }
+}

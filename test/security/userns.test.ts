@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { importBusybox, startDaemon, type TestDaemon } from '../helpers/daemon.js';
-import { runLogged } from '../resources/helpers.js';
+import { accountCommand, runLogged } from '../resources/helpers.js';
 
 /**
  * `--userns-remap`: a container's root is an unprivileged host uid, image files look like its own
@@ -22,7 +22,7 @@ function removeRanges(file: string): void {
 describe('user namespace remapping', () => {
   let d: TestDaemon;
   before(async () => {
-    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', USER]);
+    await accountCommand('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', USER]);
     for (const file of ['/etc/subuid', '/etc/subgid']) fs.appendFileSync(file, `${USER}:${BASE}:65536\n`);
     d = await startDaemon({ extraArgs: ['--userns-remap', USER] });
     // The container's root (an unprivileged uid) must be able to reach its root file system.
@@ -33,7 +33,7 @@ describe('user namespace remapping', () => {
     await d?.cleanup();
     for (const file of ['/etc/subuid', '/etc/subgid']) removeRanges(file);
     try {
-      execFileSync('userdel', [USER]);
+      await accountCommand('userdel', [USER]);
     } catch {
       // already gone
     }
