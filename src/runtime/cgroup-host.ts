@@ -103,9 +103,9 @@ export interface CgroupPaths {
   dir(controller: 'memory' | 'cpu' | 'cpuacct' | 'cpuset' | 'pids' | 'blkio'): string;
 }
 
-export function containerCgroupPaths(version: '1' | '2', cgroupsPath: string): CgroupPaths {
-  if (version === '2') return { version, dir: () => `${ROOT}${cgroupsPath}` };
-  return { version, dir: (controller) => `${ROOT}/${controller}${cgroupsPath}` };
+export function containerCgroupPaths(version: '1' | '2', cgroupsPath: string, root = ROOT): CgroupPaths {
+  if (version === '2') return { version, dir: () => `${root}${cgroupsPath}` };
+  return { version, dir: (controller) => `${root}/${controller}${cgroupsPath}` };
 }
 
 /** The cgroup path Strata gives a container (the OCI spec's `linux.cgroupsPath`). */

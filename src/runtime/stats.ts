@@ -218,9 +218,17 @@ function sampleV2(p: CgroupPaths): Omit<StatsSample, 'read' | 'systemCpuNs' | 'o
   };
 }
 
-/** One sample of a container's cgroup (`id`) and network namespace (`pid`, 0 when not running). */
-export function sampleContainer(version: '1' | '2', id: string, pid: number): StatsSample {
-  const paths = containerCgroupPaths(version, containerCgroupPath(id));
+/**
+ * One sample of a container's cgroup (`id`) and network namespace (`pid`, 0 when not running).
+ * `cgroupRoot` is for tests.
+ */
+export function sampleContainer(
+  version: '1' | '2',
+  id: string,
+  pid: number,
+  cgroupRoot?: string,
+): StatsSample {
+  const paths = containerCgroupPaths(version, containerCgroupPath(id), cgroupRoot);
   const part = version === '2' ? sampleV2(paths) : sampleV1(paths);
   return {
     read: new Date(),
