@@ -5,7 +5,7 @@ import { InvalidArgument } from '../common/errors.js';
 import type { CgroupCapabilities } from './cgroup-host.js';
 import { checkResources, deviceNumbers, ociResources } from './resources.js';
 import { containerSeccomp, type SeccompProfile, seccompChoice } from './seccomp.js';
-import { MASKED_PATHS, type OciMount, type OciSpec, READONLY_PATHS } from './spec.js';
+import { ALL_CAPABILITIES, MASKED_PATHS, type OciMount, type OciSpec, READONLY_PATHS } from './spec.js';
 import type { UsernsRemap } from './userns.js';
 
 /**
@@ -68,51 +68,6 @@ function parseSecurityFields(host: Record<string, unknown>): SecurityFields {
   }
   return parsed.data;
 }
-
-/** Capability names in bit order (linux/capability.h), for reading CapBnd masks. */
-const CAPABILITIES_BY_NUMBER = [
-  'CAP_CHOWN',
-  'CAP_DAC_OVERRIDE',
-  'CAP_DAC_READ_SEARCH',
-  'CAP_FOWNER',
-  'CAP_FSETID',
-  'CAP_KILL',
-  'CAP_SETGID',
-  'CAP_SETUID',
-  'CAP_SETPCAP',
-  'CAP_LINUX_IMMUTABLE',
-  'CAP_NET_BIND_SERVICE',
-  'CAP_NET_BROADCAST',
-  'CAP_NET_ADMIN',
-  'CAP_NET_RAW',
-  'CAP_IPC_LOCK',
-  'CAP_IPC_OWNER',
-  'CAP_SYS_MODULE',
-  'CAP_SYS_RAWIO',
-  'CAP_SYS_CHROOT',
-  'CAP_SYS_PTRACE',
-  'CAP_SYS_PACCT',
-  'CAP_SYS_ADMIN',
-  'CAP_SYS_BOOT',
-  'CAP_SYS_NICE',
-  'CAP_SYS_RESOURCE',
-  'CAP_SYS_TIME',
-  'CAP_SYS_TTY_CONFIG',
-  'CAP_MKNOD',
-  'CAP_LEASE',
-  'CAP_AUDIT_WRITE',
-  'CAP_AUDIT_CONTROL',
-  'CAP_SETFCAP',
-  'CAP_MAC_OVERRIDE',
-  'CAP_MAC_ADMIN',
-  'CAP_SYSLOG',
-  'CAP_WAKE_ALARM',
-  'CAP_BLOCK_SUSPEND',
-  'CAP_AUDIT_READ',
-  'CAP_PERFMON',
-  'CAP_BPF',
-  'CAP_CHECKPOINT_RESTORE',
-];
 
 const SECURITY_OPT_KEYS = ['seccomp', 'no-new-privileges', 'apparmor', 'label', 'systempaths'];
 
@@ -326,7 +281,7 @@ export function applySecurity(spec: OciSpec, host: Record<string, unknown>, ctx:
     gidMappings?: unknown[];
   };
 
-  const bounding = hostBoundingSet(CAPABILITIES_BY_NUMBER);
+  const bounding = hostBoundingSet(ALL_CAPABILITIES);
   const caps = spec.process.capabilities;
   for (const set of ['bounding', 'effective', 'permitted', 'inheritable', 'ambient'] as const)
     caps[set] = caps[set].filter((c) => bounding.has(c));

@@ -213,6 +213,7 @@ export function buildCapabilities(privileged: boolean, add: string[], drop: stri
   return caps;
 }
 
+/** Every capability, in bit order (linux/capability.h), so index = capability number. */
 export const ALL_CAPABILITIES = [
   'CAP_CHOWN',
   'CAP_DAC_OVERRIDE',

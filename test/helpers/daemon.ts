@@ -189,6 +189,21 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
           });
         });
       }
+      // A daemon that died (SIGKILL in a test) leaves its containers running under conmon: end them.
+      for (const pid of fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+        try {
+          const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+          if (cmd.startsWith('/usr/bin/conmon') && cmd.includes(base)) process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
+      for (const rt of ['crun', 'runc']) {
+        const stateRoot = path.join(root, 'runtime', rt);
+        for (const id of fs.existsSync(stateRoot) ? fs.readdirSync(stateRoot) : []) {
+          await run(rt, ['--root', stateRoot, 'delete', '--force', id]);
+        }
+      }
       // Anything still mounted under the root (a test that failed half-way) is detached before removal.
       const mounts = fs
         .readFileSync('/proc/self/mountinfo', 'utf8')
