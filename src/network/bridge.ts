@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { logger } from '../common/log.js';
 import { broadcastOf, formatIPv4, parseSubnet, type Subnet } from './ipam.js';
@@ -17,6 +18,21 @@ export function bridgeAlias(tag: string, networkId: string): string {
 export function ownerOf(link: LinkInfo): { tag: string; networkId: string } | null {
   const m = /^strata:([0-9a-f]+):([0-9a-f]+)$/.exec(link.alias);
   return m ? { tag: m[1], networkId: m[2] } : null;
+}
+
+function readSys(file: string): string | null {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+/** A random unicast, locally administered MAC address. */
+function randomMac(): string {
+  const b = randomBytes(6);
+  b[0] = (b[0] & 0xfc) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
 function writeSysctl(file: string, value: string): void {
@@ -39,12 +55,19 @@ export function ensureBridge(opts: {
   try {
     let index = nl.linkIndex(opts.name);
     if (index === null) {
-      nl.createBridge(opts.name, { up: true, ...(opts.mtu ? { mtu: opts.mtu } : {}) });
+      nl.createBridge(opts.name, { up: true, mac: randomMac(), ...(opts.mtu ? { mtu: opts.mtu } : {}) });
       index = nl.linkIndex(opts.name);
       if (index === null) throw new Error(`bridge ${opts.name} vanished after creation`);
       // No IPv6 on our bridges: router solicitations and DAD only add noise (we are IPv4 only).
       writeSysctl(`/proc/sys/net/ipv6/conf/${opts.name}/disable_ipv6`, '1');
-    } else nl.setLinkUp(index);
+    } else {
+      nl.setLinkUp(index);
+      // A bridge made before its address was pinned (addr_assign_type 3 = set by user space).
+      if (readSys(`/sys/class/net/${opts.name}/addr_assign_type`) !== '3') {
+        const current = readSys(`/sys/class/net/${opts.name}/address`);
+        nl.setLinkAddress(index, current && current !== '00:00:00:00:00:00' ? current : randomMac());
+      }
+    }
     nl.setAlias(index, opts.alias);
     const subnet: Subnet = parseSubnet(opts.subnet);
     nl.addAddress(index, opts.gateway, subnet.prefixLen, formatIPv4(broadcastOf(subnet)));

@@ -231,12 +231,17 @@ export class NetlinkSocket {
     }
   }
 
-  createBridge(name: string, opts: { up: boolean; mtu?: number }): void {
+  /**
+   * A bridge. Give it `mac`: a bridge without an address of its own takes the lowest of its ports',
+   * so it changes as containers come and go and their ARP caches point at a MAC that is gone.
+   */
+  createBridge(name: string, opts: { up: boolean; mtu?: number; mac?: string }): void {
     const attrs: Attr[] = [
       { type: IFLA_IFNAME, value: str(name) },
       { type: IFLA_LINKINFO, value: [{ type: IFLA_INFO_KIND, value: str('bridge') }] },
     ];
     if (opts.mtu) attrs.push({ type: IFLA_MTU, value: u32(opts.mtu) });
+    if (opts.mac) attrs.push({ type: IFLA_ADDRESS, value: macBytes(opts.mac) });
     this.request(
       RTM_NEWLINK,
       NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK,
@@ -283,6 +288,16 @@ export class NetlinkSocket {
       NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK,
       Buffer.concat([ifinfomsg(0, IFF_UP, IFF_UP), encodeAttrs(attrs)]),
       `create veth ${opts.name}`,
+    );
+  }
+
+  /** Sets the link's hardware address (which also pins a bridge's address). */
+  setLinkAddress(index: number, mac: string): void {
+    this.request(
+      RTM_NEWLINK,
+      NLM_F_ACK,
+      Buffer.concat([ifinfomsg(index), encodeAttrs([{ type: IFLA_ADDRESS, value: macBytes(mac) }])]),
+      `set address of ${index}`,
     );
   }
 

@@ -163,7 +163,20 @@ export function comparable(r: Recorded): { method: string; url: string; body: un
   let body: unknown = text === '' ? undefined : text;
   if (String(r.headers['content-type'] ?? '').includes('json') && text) body = JSON.parse(text);
   if (r.url.startsWith('/build')) body = undefined;
+  sortIpamConfig(body);
   return { method: r.method, url: normaliseQuery(r.url), body };
+}
+
+/**
+ * docker builds IPAM.Config from a Go map, so its order changes from run to run (and so does the
+ * order strata matches it against): compare the entries sorted by subnet.
+ */
+function sortIpamConfig(body: unknown): void {
+  if (typeof body !== 'object' || body === null || !('IPAM' in body)) return;
+  const ipam = body.IPAM;
+  if (typeof ipam !== 'object' || ipam === null || !('Config' in ipam) || !Array.isArray(ipam.Config)) return;
+  const key = (c: unknown) => JSON.stringify(c);
+  ipam.Config.sort((a: unknown, b: unknown) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }
 
 /** Query parameters sorted and filter JSON re-serialised, so that key order does not matter. */

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import * as dgram from 'node:dgram';
+import * as fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { aRecord, buildResponse, parseQuery, RCODE_NOERROR } from '../../src/network/dns-codec.js';
 import { importBusybox, startDaemon, type TestDaemon } from '../helpers/daemon.js';
@@ -111,6 +112,23 @@ describe('networks', () => {
     assert.deepEqual(onNet.split('\n').sort(), ['web1', 'web2']);
   });
 
+  test('a running client keeps reaching the DNS server and its peers after they restart', async () => {
+    await d.dockerOk(['network', 'create', 'restartnet']);
+    await d.dockerOk(['run', '-d', '--name', 'rclient', '--network', 'restartnet', 'bb', 'sleep', '300']);
+    await d.dockerOk(['run', '-d', '--name', 'rweb', '--network', 'restartnet', 'bb', 'sleep', '300']);
+    const fetch = () => sh(['exec', 'rclient', 'sh', '-c', 'timeout 3 ping -c1 -W1 rweb']);
+    assert.equal((await fetch()).code, 0, 'before the restart');
+    // The client's ARP cache now holds the bridge's MAC; a bridge that takes the lowest MAC of its
+    // ports would change it when the peer's veth goes and comes back.
+    await d.dockerOk(['restart', '-t', '0', 'rweb']);
+    const after = await fetch();
+    assert.equal(after.code, 0, `after the restart: ${after.stdout}${after.stderr}`);
+    const id: string = JSON.parse(await d.dockerOk(['network', 'inspect', 'restartnet']))[0].Id;
+    const assignType = fs.readFileSync(`/sys/class/net/strata-${id.slice(0, 8)}/addr_assign_type`, 'utf8');
+    assert.equal(assignType.trim(), '3', 'the bridge has an address of its own');
+    await d.dockerOk(['rm', '-f', 'rclient', 'rweb']);
+    await d.dockerOk(['network', 'rm', 'restartnet']);
+  });
   test('outside names are forwarded to the host resolver; other networks stay invisible and unreachable', async () => {
     await d.dockerOk(['network', 'create', 'othernet']);
     const web1 = JSON.parse(await d.dockerOk(['inspect', 'web1']))[0].NetworkSettings.Networks.appnet
