@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(crun runc conmon busybox-static iptables containernetworking-plugins catatonit tini tmux skopeo
-  uidmap e2fsprogs procps iproute2 python3 make g++ ca-certificates curl docker-compose)
+  uidmap e2fsprogs procps iproute2 python3 make g++ ca-certificates curl docker-compose
+  podman docker-registry)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
