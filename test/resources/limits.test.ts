@@ -115,7 +115,9 @@ describe('resource limits', { skip: isCgroupV2 ? 'cgroup v1 file names' : false 
       // Throttled to at most half a core; a loaded CI host may give it less.
       assert.ok(share <= 0.6, `busy loop used ${(share * 100).toFixed(1)}% of a core`);
       assert.ok(share >= 0.15, `busy loop used only ${(share * 100).toFixed(1)}% of a core`);
-      assert.match(readCgroup('cpu', id, 'cpu.stat'), /nr_throttled [1-9]/);
+      // A loop that got near its quota was throttled; on a host too loaded to give it half a core
+      // the quota is never reached, so there is nothing to throttle.
+      if (share >= 0.4) assert.match(readCgroup('cpu', id, 'cpu.stat'), /nr_throttled [1-9]/);
     } finally {
       await d.docker(['rm', '-f', id]);
     }
