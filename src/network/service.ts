@@ -115,6 +115,13 @@ type Mode =
   | { kind: 'container'; target: string }
   | { kind: 'bridge'; network: string };
 
+/** The line of /etc/hosts naming the container itself at `ip`: `ip\tfqdn hostname` (Docker's form). */
+export function selfHostsLine(record: Pick<ContainerRecord, 'id' | 'config'>, ip: string): string {
+  const hostname = record.config.Hostname || record.id.slice(0, 12);
+  const names = record.config.Domainname ? `${hostname}.${record.config.Domainname} ${hostname}` : hostname;
+  return `${ip}\t${names}`;
+}
+
 export function networkModeOf(record: Pick<ContainerRecord, 'hostConfig'>): Mode {
   const mode = record.hostConfig.NetworkMode ?? '';
   if (mode === 'host') return { kind: 'host' };
@@ -585,8 +592,6 @@ export class NetworkService implements NameResolver {
   /** Allocates a starting container's addresses and host ports; `attach` plugs it in. */
   async prepare(record: ContainerRecord): Promise<NetworkPlan> {
     const mode = networkModeOf(record);
-    const hostname = record.config.Hostname ?? record.id.slice(0, 12);
-    const domain = record.config.Domainname ? `${hostname}.${record.config.Domainname}` : '';
     const noop = async () => undefined;
     if (mode.kind === 'container') {
       const target = this.opts.containers.get(mode.target);
@@ -668,8 +673,12 @@ export class NetworkService implements NameResolver {
       holders = [];
       const rules = requests.length > 0 ? this.applyRules() : Promise.resolve();
       rules.catch(() => undefined);
-      let hosts = STANDARD_HOSTS + extraHosts + this.linkHosts(record, endpoints);
-      if (primary) hosts += `${primary.ip}\t${domain ? `${domain} ` : ''}${hostname}\n`;
+      // Docker's file: one line per network the container is on, its own address and names.
+      const hosts =
+        STANDARD_HOSTS +
+        extraHosts +
+        this.linkHosts(record, endpoints) +
+        endpoints.map((e) => `${selfHostsLine(record, e.ip)}\n`).join('');
       const resolvConf = this.resolvConf(record, primaryNetwork ?? null);
       return {
         netnsPath: null,
@@ -862,6 +871,7 @@ export class NetworkService implements NameResolver {
         deleteLinks([e.hostVeth].filter((name) => this.linkExists(name)));
         throw err;
       }
+      this.editHosts(record, (lines) => [...lines, selfHostsLine(record, e.ip)]);
       this.connectEvent('connect', e);
     }
     configs[n.name] = full;
@@ -890,6 +900,8 @@ export class NetworkService implements NameResolver {
       );
       this.tables.deleteEndpoint(record.id, n.id);
       deleteLinks([live.hostVeth].filter((name) => this.linkExists(name)));
+      const line = selfHostsLine(record, live.ip);
+      this.editHosts(record, (lines) => lines.filter((l) => l !== line));
       this.connectEvent('disconnect', live);
     }
     if (key) delete configs[key];
@@ -899,6 +911,22 @@ export class NetworkService implements NameResolver {
 
   // ---------------------------------------------------------------------------------------------
   // /etc files
+
+  /**
+   * Rewrites a running container's generated /etc/hosts in place (same inode: the file is
+   * bind-mounted into the container, a rename would not be seen there).
+   */
+  private editHosts(record: ContainerRecord, edit: (lines: string[]) => string[]): void {
+    const file = `${this.opts.containers.containerDir(record.id)}/hosts`;
+    try {
+      const lines = fs.readFileSync(file, 'utf8').split('\n');
+      if (lines[lines.length - 1] === '') lines.pop();
+      const edited = edit(lines);
+      fs.writeFileSync(file, edited.length > 0 ? `${edited.join('\n')}\n` : '');
+    } catch (err) {
+      log.warn('could not update the container hosts file', { id: record.id, error: errorMessage(err) });
+    }
+  }
 
   private extraHosts(record: ContainerRecord, gateway: string | null): string {
     return (record.hostConfig.ExtraHosts ?? [])
@@ -1004,6 +1032,16 @@ export class NetworkService implements NameResolver {
   upstreams(networkId: string, clientIp: string): Upstream[] {
     const n = this.networks.get(networkId);
     if (!n || n.internal) return [];
+    const chosen = this.chooseUpstreams(networkId, clientIp);
+    if (process.env.STRATA_LOOPBACK_ONLY !== '1') return chosen;
+    // Tests and benchmarks: never a query off this machine (only loopback and our own networks).
+    const subnets = [...this.networks.values()].filter((x) => x.subnet).map((x) => parseSubnet(x.subnet));
+    return chosen.filter(
+      (u) => u.host.startsWith('127.') || subnets.some((s) => contains(s, parseIPv4(u.host))),
+    );
+  }
+
+  private chooseUpstreams(networkId: string, clientIp: string): Upstream[] {
     const client = [...this.endpoints.values()]
       .flat()
       .find((e) => e.networkId === networkId && e.ip === clientIp);
