@@ -28,11 +28,12 @@ import {
   parseProcRoutes,
   parseSubnet,
   pickSubnet,
+  type RoutedSubnet,
   type Subnet,
   userSubnetPool,
 } from './ipam.js';
 import { BRIDGE_PREFIX, IptablesManager, type RuleState } from './iptables.js';
-import { NetlinkSocket } from './netlink.js';
+import { type LinkInfo, NetlinkSocket } from './netlink.js';
 import { PortHolder, portRequests } from './ports.js';
 import {
   type EndpointRecord,
@@ -158,7 +159,8 @@ export class NetworkService implements NameResolver {
   private readonly holders = new Map<string, PortHolder[]>();
   private readonly dnsServers = new Map<string, DnsServer>();
   private readonly lastAllocated = new Map<string, number>();
-  private readonly bridgeIndex = new Map<string, number>();
+  /** Networks whose bridge or subnet another daemon holds (see claimBridges), with the reason. */
+  private readonly unavailable = new Map<string, string>();
   readonly iptables: IptablesManager;
 
   constructor(private readonly opts: NetworkServiceOptions) {
@@ -184,15 +186,7 @@ export class NetworkService implements NameResolver {
 
   async init(): Promise<void> {
     await this.ensurePredefined();
-    for (const n of this.networks.values()) {
-      if (n.driver === 'bridge')
-        ensureBridge({
-          name: n.bridge,
-          subnet: n.subnet,
-          gateway: n.gateway,
-          alias: bridgeAlias(this.tag, n.id),
-        });
-    }
+    await withHostLock(() => this.claimBridges());
     // Bridges of ours whose network is gone (removed while a crash interrupted us).
     const stale = listLinks()
       .filter((l) => {
@@ -202,7 +196,8 @@ export class NetworkService implements NameResolver {
       .map((l) => l.name);
     deleteLinks(stale);
     await this.iptables.install(this.ruleState());
-    for (const n of this.networks.values()) if (n.driver === 'bridge') await this.startDns(n);
+    for (const n of this.networks.values())
+      if (n.driver === 'bridge' && !this.unavailable.has(n.id)) await this.startDns(n);
   }
 
   private async ensurePredefined(): Promise<void> {
@@ -248,6 +243,87 @@ export class NetworkService implements NameResolver {
     });
   }
 
+  /**
+   * Brings up the bridges of our networks. A clean stop removes them, so while we were down another
+   * daemon may have taken a bridge name or a subnet of ours (the default network's `strataN` and
+   * pool subnets are first-free picks): that bridge is never taken over (adding our address to it
+   * would join two daemons' networks, and our next clean stop would delete it under the other
+   * daemon). The default network moves to a free name and subnet; a user network stays down and
+   * its containers refuse to start, until the other daemon lets go of it.
+   */
+  private claimBridges(): void {
+    const links = listLinks();
+    for (const n of this.networks.values()) {
+      if (n.driver !== 'bridge') continue;
+      const conflict = this.bridgeConflict(n, links);
+      if (conflict && n.predefined) {
+        const reason = conflict;
+        this.moveDefaultNetwork(n, links);
+        log.warn('default bridge network moved: its bridge or subnet is in use by another daemon', {
+          reason,
+          bridge: n.bridge,
+          subnet: n.subnet,
+        });
+      } else if (conflict) {
+        this.unavailable.set(n.id, conflict);
+        log.error('network left down: its bridge or subnet is in use by another daemon', {
+          network: n.name,
+          reason: conflict,
+        });
+        continue;
+      }
+      this.unavailable.delete(n.id);
+      ensureBridge({
+        name: n.bridge,
+        subnet: n.subnet,
+        gateway: n.gateway,
+        alias: bridgeAlias(this.tag, n.id),
+      });
+    }
+  }
+
+  /** Why `n` cannot have its bridge now (another daemon's bridge, or its subnet routed elsewhere), or null. */
+  private bridgeConflict(n: NetworkRecord, links: LinkInfo[]): string | null {
+    const link = links.find((l) => l.name === n.bridge);
+    if (link) {
+      const owner = ownerOf(link);
+      if (link.kind !== 'bridge') return `${n.bridge} exists and is not a bridge`;
+      if (owner && (owner.tag !== this.tag || owner.networkId !== n.id))
+        return `bridge ${n.bridge} belongs to ${link.alias}`;
+    }
+    const subnet = parseSubnet(n.subnet);
+    const routed = this.hostRoutes().find((r) => r.iface !== n.bridge && overlaps(r, subnet));
+    return routed ? `subnet ${n.subnet} is routed via ${routed.iface}` : null;
+  }
+
+  private moveDefaultNetwork(n: NetworkRecord, links: LinkInfo[]): void {
+    const names = new Set(links.map((l) => l.name));
+    let bridge = '';
+    for (let i = 0; i < 100 && bridge === ''; i++)
+      if (!names.has(`${BRIDGE_PREFIX}${i}`)) bridge = `${BRIDGE_PREFIX}${i}`;
+    if (bridge === '') throw new SystemError('no free bridge name strata0…strata99');
+    const taken: Subnet[] = this.hostRoutes();
+    for (const other of this.networks.values())
+      if (other !== n && other.subnet) taken.push(parseSubnet(other.subnet));
+    const subnet = pickSubnet(defaultSubnetPool(), taken);
+    if (!subnet)
+      throw new SystemError('no free subnet for the default bridge network (10.64-10.88.0.0/16 all in use)');
+    n.bridge = bridge;
+    n.subnet = formatSubnet(subnet);
+    n.gateway = formatIPv4(subnet.base + 1);
+    n.ipam.Config = [{ Subnet: n.subnet, Gateway: n.gateway }];
+    n.options = { ...n.options, 'com.docker.network.bridge.name': bridge };
+    this.saveNetwork(n);
+  }
+
+  private hostRoutes(): RoutedSubnet[] {
+    try {
+      return parseProcRoutes(fs.readFileSync('/proc/net/route', 'utf8'));
+    } catch {
+      return [];
+    }
+  }
+
   private newRecord(p: Partial<NetworkRecord> & { name: string; driver: string }): NetworkRecord {
     return {
       id: newObjectId(),
@@ -275,12 +351,7 @@ export class NetworkService implements NameResolver {
 
   /** Subnets in use: the host's routes plus every network of ours. */
   private takenSubnets(): Subnet[] {
-    let routes: Subnet[] = [];
-    try {
-      routes = parseProcRoutes(fs.readFileSync('/proc/net/route', 'utf8'));
-    } catch {
-      routes = [];
-    }
+    const routes: Subnet[] = this.hostRoutes();
     for (const n of this.networks.values()) if (n.subnet) routes.push(parseSubnet(n.subnet));
     return routes;
   }
@@ -314,7 +385,12 @@ export class NetworkService implements NameResolver {
     await this.iptables
       .removeAll()
       .catch((err) => log.warn('removing iptables rules failed', { error: errorMessage(err) }));
-    deleteLinks([...this.networks.values()].filter((n) => n.driver === 'bridge').map((n) => n.bridge));
+    // Only bridges that say they are ours: a name of ours may be another daemon's bridge now.
+    deleteLinks(
+      listLinks()
+        .filter((l) => ownerOf(l)?.tag === this.tag)
+        .map((l) => l.name),
+    );
   }
 
   /**
@@ -354,7 +430,7 @@ export class NetworkService implements NameResolver {
 
   private ruleState(): RuleState {
     const networks = [...this.networks.values()]
-      .filter((n) => n.driver === 'bridge')
+      .filter((n) => n.driver === 'bridge' && !this.unavailable.has(n.id))
       .map((n) => ({ bridge: n.bridge, subnet: n.subnet, internal: n.internal, gateway: n.gateway }));
     const ports = [...this.sandboxes.values()].flatMap((s) => s.ports);
     return { networks, ports };
@@ -399,7 +475,8 @@ export class NetworkService implements NameResolver {
         throw new Forbidden(`only one instance of "${driver}" network is allowed`);
       throw new NotFound(`plugin "${driver}" not found`);
     }
-    if (req.EnableIPv6) throw new InvalidArgument('IPv6 networks are not supported by this engine');
+    if (req.EnableIPv6)
+      throw new InvalidArgument('IPv6 is not supported (--ipv6): Strata networks are IPv4 only');
     const options = { ...(req.Options ?? {}) };
     const configs = req.IPAM?.Config ?? [];
     if (configs.length > 1)
@@ -501,9 +578,9 @@ export class NetworkService implements NameResolver {
     this.dnsServers.get(n.id)?.close();
     this.dnsServers.delete(n.id);
     this.lastAllocated.delete(n.id);
-    this.bridgeIndex.delete(n.bridge);
+    const wasDown = this.unavailable.delete(n.id);
     await this.applyRules().catch((err) => log.warn('iptables update failed', { error: errorMessage(err) }));
-    deleteLinks([n.bridge]);
+    if (!wasDown) deleteLinks([n.bridge]);
     this.opts.events.publish('network', 'destroy', n.id, { name: n.name, type: n.driver });
   }
 
@@ -570,12 +647,21 @@ export class NetworkService implements NameResolver {
     record.networkingConfig = { ...record.networkingConfig, EndpointsConfig: normalized };
   }
 
+  private checkAvailable(n: NetworkRecord): void {
+    const reason = this.unavailable.get(n.id);
+    if (reason) throw new SystemError(`network ${n.name} is unavailable: ${reason}`);
+  }
+
   private checkEndpointSettings(n: NetworkRecord, settings: EndpointSettings): void {
     if (n.driver !== 'bridge') return;
     const aliases = settings.Aliases ?? [];
     if (aliases.length > 0 && n.predefined)
       throw new InvalidArgument(
         'network-scoped alias is supported only for containers in user defined networks',
+      );
+    if (settings.IPAMConfig?.IPv6Address)
+      throw new InvalidArgument(
+        `IPv6 addresses are not supported (--ip6 ${settings.IPAMConfig.IPv6Address}): Strata networks are IPv4 only`,
       );
     const ip = settings.IPAMConfig?.IPv4Address;
     if (ip) {
@@ -649,6 +735,7 @@ export class NetworkService implements NameResolver {
       for (const name of names) {
         const n = this.get(name);
         if (n.driver !== 'bridge') continue;
+        this.checkAvailable(n);
         endpoints.push(this.allocateEndpoint(record, n, configs[name], `eth${endpoints.length}`));
       }
       const primary = endpoints[0];
@@ -758,7 +845,9 @@ export class NetworkService implements NameResolver {
       endpoints.forEach((e, i) => {
         const n = this.networks.get(e.networkId);
         if (!n) throw new NotFound(`network ${e.networkId} not found`);
-        let master = this.bridgeIndex.get(n.bridge) ?? host.linkIndex(n.bridge);
+        // Looked up every time: an index kept from an earlier start goes stale when the bridge is
+        // deleted and made again, and the kernel answers a veth whose master is gone with EINVAL.
+        let master = host.linkIndex(n.bridge);
         if (master === null) {
           ensureBridge({
             name: n.bridge,
@@ -769,7 +858,6 @@ export class NetworkService implements NameResolver {
           master = host.linkIndex(n.bridge);
         }
         if (master === null) throw new SystemError(`bridge ${n.bridge} of network ${n.name} is missing`);
-        this.bridgeIndex.set(n.bridge, master);
         host.createVeth({ name: e.hostVeth, peerName: e.ifname, peerNetnsPid: pid, master, peerMac: e.mac });
         const index = inside?.linkIndex(e.ifname);
         if (index === null || index === undefined)
@@ -851,6 +939,7 @@ export class NetworkService implements NameResolver {
     const full: EndpointSettings = { ...settings, NetworkID: n.id };
     this.checkEndpointSettings(n, full);
     if (this.opts.containers.isRunning(record)) {
+      this.checkAvailable(n);
       const list = this.endpointList(record.id);
       if (list.some((e) => e.networkId === n.id))
         throw new Forbidden(`container ${record.id} is already connected to network ${n.name}`);

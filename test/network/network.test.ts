@@ -396,6 +396,21 @@ describe('networks', () => {
     await d.dockerOk(['network', 'rm', 'hostsa', 'hostsb']);
   });
 
+  test('IPv6 is refused with 400 and a message, not ignored', async () => {
+    const created = await d.api('POST', '/networks/create', { Name: 'v6net', EnableIPv6: true });
+    assert.equal(created.status, 400);
+    assert.match(created.body, /IPv6 is not supported \(--ipv6\)/);
+    const subnet = await d.docker(['network', 'create', '--subnet', 'fd00::/64', 'v6net']);
+    assert.notEqual(subnet.code, 0);
+    assert.match(subnet.stderr, /IPv6 subnets are not supported: fd00::\/64/);
+    assert.doesNotMatch(await d.dockerOk(['network', 'ls', '--format', '{{.Name}}']), /v6net/);
+    await d.dockerOk(['network', 'create', 'v4only']);
+    const run = await d.docker(['run', '--rm', '--network', 'v4only', '--ip6', 'fd00::5', 'bb', 'true']);
+    assert.notEqual(run.code, 0);
+    assert.match(run.stderr, /IPv6 addresses are not supported \(--ip6 fd00::5\)/);
+    await d.dockerOk(['network', 'rm', 'v4only']);
+  });
+
   test('a crash leaves nothing behind once the daemon is back; a clean stop removes bridges and rules', async () => {
     await d.dockerOk([
       'run',
