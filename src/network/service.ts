@@ -161,6 +161,7 @@ export class NetworkService implements NameResolver {
   private readonly lastAllocated = new Map<string, number>();
   /** Networks whose bridge or subnet another daemon holds (see claimBridges), with the reason. */
   private readonly unavailable = new Map<string, string>();
+  private namespaceWarned = false;
   readonly iptables: IptablesManager;
 
   constructor(private readonly opts: NetworkServiceOptions) {
@@ -769,32 +770,39 @@ export class NetworkService implements NameResolver {
       const resolvConf = this.resolvConf(record, primaryNetwork ?? null);
       // The namespace is made here and the runtime joins it: the interfaces are plugged in while
       // the runtime creates the container, off the start's critical path (creating a veth pair
-      // costs the kernel 5-25 ms; `crun create` far more).
-      let nsFd: number | null = createNetns();
-      const ns = { fd: nsFd, path: `/proc/self/fd/${nsFd}` };
-      const plugged = new Promise<Error | null>((resolve) =>
-        setImmediate(() => {
-          try {
-            this.plugIn(ns, endpoints);
-            resolve(null);
-          } catch (err) {
-            resolve(err instanceof Error ? err : new Error(String(err)));
-          }
-        }),
-      );
+      // costs the kernel 5-25 ms; `crun create` far more). Without the addon's netnsCreate (an
+      // addon built before it), the runtime makes the namespace and `attach` plugs in.
+      let nsFd = this.createNamespace();
+      const plugged =
+        nsFd === null
+          ? null
+          : new Promise<Error | null>((resolve) => {
+              const ns = { fd: nsFd ?? -1, path: `/proc/self/fd/${nsFd}` };
+              setImmediate(() => {
+                try {
+                  this.plugIn(ns, endpoints);
+                  resolve(null);
+                } catch (err) {
+                  resolve(err instanceof Error ? err : new Error(String(err)));
+                }
+              });
+            });
       const closeNs = () => {
         if (nsFd !== null) fs.closeSync(nsFd);
         nsFd = null;
       };
       return {
-        netnsPath: `/proc/${process.pid}/fd/${nsFd}`,
+        netnsPath: nsFd === null ? null : `/proc/${process.pid}/fd/${nsFd}`,
         etcFrom: null,
         hosts,
         resolvConf,
-        attach: async () => {
+        attach: async (pid) => {
           try {
-            const failed = await plugged;
-            if (failed) throw failed;
+            if (plugged === null) this.plugIn({ pid }, endpoints);
+            else {
+              const failed = await plugged;
+              if (failed) throw failed;
+            }
           } finally {
             closeNs();
           }
@@ -811,6 +819,17 @@ export class NetworkService implements NameResolver {
       for (const h of holders) h.close();
       await this.release(record.id);
       throw err;
+    }
+  }
+
+  private createNamespace(): number | null {
+    try {
+      return createNetns();
+    } catch (err) {
+      if (!this.namespaceWarned)
+        log.warn('network namespaces are made by the runtime (slower starts)', { error: errorMessage(err) });
+      this.namespaceWarned = true;
+      return null;
     }
   }
 
