@@ -178,8 +178,16 @@ async function startDockerdWithBridge(base: string): Promise<Daemon | null> {
   const cleanupHost = () => {
     for (const table of ['filter', 'nat']) {
       const rules = sh('iptables', ['-t', table, '-S']).stdout.split('\n');
+      // Jumps to its chains, and the rules it writes straight into FORWARD/POSTROUTING for its bridge.
+      const subnet = DOCKER_BRIDGE_CIDR.replace(/\.1\//, '.0/');
       for (const rule of rules.filter(
-        (l) => l.startsWith('-A ') && / -j DOCKER/.test(l) && !l.startsWith('-A DOCKER'),
+        (l) =>
+          l.startsWith('-A ') &&
+          !l.startsWith('-A DOCKER') &&
+          (/ -j DOCKER/.test(l) ||
+            l.includes(` ${DOCKER_BRIDGE} `) ||
+            l.endsWith(` ${DOCKER_BRIDGE}`) ||
+            l.includes(subnet)),
       ))
         sh('iptables', ['-t', table, '-D', ...rule.slice(3).split(' ')]);
       for (const chain of rules.filter((l) => l.startsWith('-N DOCKER')).map((l) => l.slice(3))) {
