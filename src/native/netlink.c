@@ -110,6 +110,33 @@ static napi_value js_netlink_open(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// netnsCreate(): number
+// A new, empty network namespace, returned as an open file descriptor (nothing is mounted; the
+// namespace lives while the descriptor or a process in it does). Only this thread enters it, for
+// the duration of unshare(2), and is switched back before returning. A container's interfaces can
+// then be plugged in while the runtime is still creating the container, which joins it by path
+// (/proc/<daemon pid>/fd/<fd>).
+static napi_value js_netns_create(napi_env env, napi_callback_info info) {
+  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (self < 0) return nl_throw(env, errno, "open");
+  if (unshare(CLONE_NEWNET) != 0) {
+    int err = errno;
+    close(self);
+    return nl_throw(env, err, "unshare");
+  }
+  int fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  int err = errno;
+  if (setns(self, CLONE_NEWNET) != 0) {
+    // Staying in the new namespace would break every later socket of the daemon.
+    abort();
+  }
+  close(self);
+  if (fd < 0) return nl_throw(env, err, "open");
+  napi_value result;
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
 // netlinkTransact(fd: number, request: Buffer): Buffer
 // Sends one request (its nlmsghdr carries the sequence number) and returns every message received
 // up to and including the NLMSG_ERROR (ack) or NLMSG_DONE (end of dump) that answers it.
@@ -195,6 +222,7 @@ static napi_value js_netlink_transact(napi_env env, napi_callback_info info) {
 void strata_register_netlink(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
       {"netlinkOpen", NULL, js_netlink_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"netnsCreate", NULL, js_netns_create, NULL, NULL, NULL, napi_enumerable, NULL},
       {"netlinkTransact", NULL, js_netlink_transact, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);

@@ -102,12 +102,21 @@ export function parseQuery(buf: Buffer): Query {
   };
 }
 
-/** An answer to `query` (its first question echoed) with `answers`; authoritative for our names. */
+/** The largest DNS message over UDP without EDNS (RFC 1035 §4.2.1); larger answers go over TCP. */
+export const UDP_MAX_SIZE = 512;
+const FLAG_TC = 0x0200;
+
+/**
+ * An answer to `query` (its first question echoed) with `answers`; authoritative for our names.
+ * Answer names equal to the question's are written as a pointer to it (RFC 1035 §4.1.4). With
+ * `maxSize` (UDP), only the records that fit are written and TC is set when any were left out, so
+ * the client asks again over TCP.
+ */
 export function buildResponse(
   query: Pick<Query, 'id' | 'recursionDesired' | 'opcode'> & { questions: Question[] },
   rcode: number,
   answers: ResourceRecord[],
-  opts: { authoritative?: boolean; recursionAvailable?: boolean } = {},
+  opts: { authoritative?: boolean; recursionAvailable?: boolean; maxSize?: number } = {},
 ): Buffer {
   const header = Buffer.alloc(12);
   header.writeUInt16BE(query.id, 0);
@@ -115,26 +124,47 @@ export function buildResponse(
   if (opts.authoritative) flags |= 0x0400;
   if (query.recursionDesired) flags |= 0x0100;
   if (opts.recursionAvailable ?? true) flags |= 0x0080;
-  header.writeUInt16BE(flags, 2);
   const question = query.questions[0];
   header.writeUInt16BE(question ? 1 : 0, 4);
-  header.writeUInt16BE(answers.length, 6);
   const parts: Buffer[] = [header];
+  let size = header.length;
   if (question) {
     const qtail = Buffer.alloc(4);
     qtail.writeUInt16BE(question.type, 0);
     qtail.writeUInt16BE(question.class, 2);
-    parts.push(encodeName(question.name), qtail);
+    const qname = encodeName(question.name);
+    parts.push(qname, qtail);
+    size += qname.length + 4;
   }
+  const pointerToQuestion = Buffer.from([0xc0, 12]);
+  let written = 0;
   for (const rr of answers) {
+    const name =
+      question && rr.name.replace(/\.$/, '').toLowerCase() === question.name
+        ? pointerToQuestion
+        : encodeName(rr.name);
     const fixed = Buffer.alloc(10);
     fixed.writeUInt16BE(rr.type, 0);
     fixed.writeUInt16BE(CLASS_IN, 2);
     fixed.writeUInt32BE(rr.ttl, 4);
     fixed.writeUInt16BE(rr.data.length, 8);
-    parts.push(encodeName(rr.name), fixed, rr.data);
+    const length = name.length + fixed.length + rr.data.length;
+    if (opts.maxSize !== undefined && size + length > opts.maxSize) {
+      flags |= FLAG_TC;
+      break;
+    }
+    parts.push(name, fixed, rr.data);
+    size += length;
+    written++;
   }
+  header.writeUInt16BE(flags, 2);
+  header.writeUInt16BE(written, 6);
   return Buffer.concat(parts);
+}
+
+/** True when the message (an answer) has TC set: the sender had more than fitted. */
+export function isTruncated(message: Buffer): boolean {
+  return message.length >= 4 && (message.readUInt16BE(2) & FLAG_TC) !== 0;
 }
 
 export function aRecord(name: string, ip: string, ttl = 600): ResourceRecord {

@@ -1,4 +1,5 @@
 import * as dgram from 'node:dgram';
+import * as net from 'node:net';
 import { errorMessage } from '../common/errors.js';
 import { logger } from '../common/log.js';
 import {
@@ -6,6 +7,7 @@ import {
   buildResponse,
   CLASS_IN,
   errorFromRaw,
+  isTruncated,
   parseQuery,
   ptrRecord,
   RCODE_FORMERR,
@@ -16,6 +18,7 @@ import {
   reverseName,
   TYPE_A,
   TYPE_PTR,
+  UDP_MAX_SIZE,
 } from './dns-codec.js';
 
 const log = logger('dns');
@@ -41,14 +44,21 @@ export interface NameResolver {
 
 const FORWARD_TIMEOUT_MS = 2000;
 const MAX_IN_FLIGHT = 256;
+const TCP_IDLE_MS = 10_000;
+const MAX_TCP_CONNECTIONS = 128;
 
 /**
- * A network's DNS server, listening on UDP port 53 of the network's gateway address (the bridge's
- * address on the host), like podman's aardvark-dns. Container names are answered from memory; any
- * other name is relayed byte-for-byte to the host's resolvers (or the container's `--dns`).
+ * A network's DNS server, listening on port 53 of the network's gateway address (the bridge's
+ * address on the host), UDP and TCP, like Docker's embedded server or podman's aardvark-dns.
+ * Container names are answered from memory; any other name is relayed byte-for-byte to the host's
+ * resolvers (or the container's `--dns`): over UDP, again over TCP when the UDP answer is truncated
+ * and the client asked over TCP. Over UDP an answer is at most 512 bytes; a longer one is cut and
+ * carries TC, and the client asks again over TCP (2-byte length prefix, RFC 1035 §4.2.2).
  */
 export class DnsServer {
-  private socket: dgram.Socket | null = null;
+  private udp: dgram.Socket | null = null;
+  private tcp: net.Server | null = null;
+  private readonly connections = new Set<net.Socket>();
   private inFlight = 0;
 
   constructor(
@@ -59,115 +69,197 @@ export class DnsServer {
   ) {}
 
   async start(): Promise<void> {
-    const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+    const udp = dgram.createSocket({ type: 'udp4', reuseAddr: true });
     await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind(this.port, this.address, () => {
-        socket.off('error', reject);
+      udp.once('error', reject);
+      udp.bind(this.port, this.address, () => {
+        udp.off('error', reject);
         resolve();
       });
     });
-    socket.on('error', (err) =>
+    udp.on('error', (err) =>
       log.warn('dns socket error', { address: this.address, error: errorMessage(err) }),
     );
-    socket.on('message', (msg, rinfo) => this.handle(msg, rinfo));
-    this.socket = socket;
+    udp.on('message', (msg, rinfo) => {
+      void this.answer(msg, rinfo.address, false).then((reply) => {
+        if (reply) this.udp?.send(reply, rinfo.port, rinfo.address);
+      });
+    });
+    // Port 0 (tests): TCP on the port UDP got.
+    const port = udp.address().port;
+    const tcp = net.createServer((socket) => this.serveTcp(socket));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen({ port, host: this.address, exclusive: true }, () => {
+          tcp.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      udp.close();
+      throw err;
+    }
+    tcp.on('error', (err) => log.warn('dns tcp error', { address: this.address, error: errorMessage(err) }));
+    this.udp = udp;
+    this.tcp = tcp;
+  }
+
+  /** The port it listens on (the one asked for, or the one picked for port 0). */
+  get boundPort(): number {
+    return this.udp?.address().port ?? this.port;
   }
 
   close(): void {
-    this.socket?.close();
-    this.socket = null;
+    this.udp?.close();
+    this.udp = null;
+    this.tcp?.close();
+    this.tcp = null;
+    for (const c of this.connections) c.destroy();
+    this.connections.clear();
   }
 
-  private reply(data: Buffer, rinfo: dgram.RemoteInfo): void {
-    this.socket?.send(data, rinfo.port, rinfo.address);
+  /** One TCP connection: length-prefixed queries in, length-prefixed answers out, in any order. */
+  private serveTcp(socket: net.Socket): void {
+    if (this.connections.size >= MAX_TCP_CONNECTIONS) {
+      socket.destroy();
+      return;
+    }
+    this.connections.add(socket);
+    socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
+    socket.on('close', () => this.connections.delete(socket));
+    socket.on('error', () => socket.destroy());
+    const client = socket.remoteAddress?.replace(/^::ffff:/, '') ?? '';
+    let pending: Buffer = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      while (pending.length >= 2) {
+        const length = pending.readUInt16BE(0);
+        if (pending.length < 2 + length) break;
+        const msg = pending.subarray(2, 2 + length);
+        pending = pending.subarray(2 + length);
+        void this.answer(Buffer.from(msg), client, true).then((reply) => {
+          if (!reply || socket.destroyed) return;
+          socket.write(frame(reply));
+        });
+      }
+    });
   }
 
-  private handle(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  /** The reply to one query (null: nothing to send back), cut to 512 bytes for UDP. */
+  private async answer(msg: Buffer, client: string, overTcp: boolean): Promise<Buffer | null> {
+    const maxSize = overTcp ? undefined : UDP_MAX_SIZE;
     let query: ReturnType<typeof parseQuery>;
     try {
       query = parseQuery(msg);
     } catch {
-      const err = errorFromRaw(msg, RCODE_FORMERR);
-      if (err) this.reply(err, rinfo);
-      return;
+      return errorFromRaw(msg, RCODE_FORMERR);
     }
-    if (query.isResponse) return;
+    if (query.isResponse) return null;
     const q = query.questions[0];
-    if (query.opcode !== 0 || !q || q.class !== CLASS_IN) {
-      this.forward(msg, rinfo, query);
-      return;
-    }
-    const client = rinfo.address;
+    if (query.opcode !== 0 || !q || q.class !== CLASS_IN) return this.forward(msg, client, query, overTcp);
     const reverse = q.type === TYPE_PTR ? reverseName(q.name) : null;
     if (reverse) {
       const target = this.resolver.reverse(this.networkId, client, reverse);
-      if (target) {
-        this.reply(
-          buildResponse(query, RCODE_NOERROR, [ptrRecord(q.name, target)], { authoritative: true }),
-          rinfo,
-        );
-        return;
-      }
-      if (target === null) {
-        this.reply(buildResponse(query, RCODE_NXDOMAIN, [], { authoritative: true }), rinfo);
-        return;
-      }
-      this.forward(msg, rinfo, query);
-      return;
+      if (target)
+        return buildResponse(query, RCODE_NOERROR, [ptrRecord(q.name, target)], {
+          authoritative: true,
+          ...(maxSize ? { maxSize } : {}),
+        });
+      if (target === null) return buildResponse(query, RCODE_NXDOMAIN, [], { authoritative: true });
+      return this.forward(msg, client, query, overTcp);
     }
     const addresses = this.resolver.lookup(this.networkId, client, q.name);
-    if (addresses === null) {
-      this.forward(msg, rinfo, query);
-      return;
-    }
+    if (addresses === null) return this.forward(msg, client, query, overTcp);
     // Known name: A records for A queries, an empty NOERROR for AAAA and the rest (no IPv6 here),
     // so resolvers do not go on to ask upstream.
     const answers = q.type === TYPE_A ? shuffle(addresses).map((ip) => aRecord(q.name, ip)) : [];
-    this.reply(buildResponse(query, RCODE_NOERROR, answers, { authoritative: true }), rinfo);
+    return buildResponse(query, RCODE_NOERROR, answers, {
+      authoritative: true,
+      ...(maxSize ? { maxSize } : {}),
+    });
   }
 
-  private forward(msg: Buffer, rinfo: dgram.RemoteInfo, query: ReturnType<typeof parseQuery>): void {
-    const upstreams = this.resolver.upstreams(this.networkId, rinfo.address);
-    if (upstreams.length === 0) {
-      this.reply(buildResponse(query, RCODE_REFUSED, []), rinfo);
-      return;
-    }
-    if (this.inFlight >= MAX_IN_FLIGHT) {
-      this.reply(buildResponse(query, RCODE_SERVFAIL, []), rinfo);
-      return;
-    }
+  private async forward(
+    msg: Buffer,
+    client: string,
+    query: ReturnType<typeof parseQuery>,
+    overTcp: boolean,
+  ): Promise<Buffer> {
+    const upstreams = this.resolver.upstreams(this.networkId, client);
+    if (upstreams.length === 0) return buildResponse(query, RCODE_REFUSED, []);
+    if (this.inFlight >= MAX_IN_FLIGHT) return buildResponse(query, RCODE_SERVFAIL, []);
     this.inFlight++;
-    const tryUpstream = (index: number) => {
-      const upstream = upstreams[index];
-      if (!upstream) {
-        this.inFlight--;
-        this.reply(buildResponse(query, RCODE_SERVFAIL, []), rinfo);
-        return;
+    try {
+      for (const upstream of upstreams) {
+        const answer = await forwardUdp(msg, query.id, upstream);
+        if (!answer) continue;
+        // A UDP client gets the cut answer and asks again over TCP; a TCP client gets it whole.
+        if (overTcp && isTruncated(answer)) return (await forwardTcp(msg, query.id, upstream)) ?? answer;
+        return answer;
       }
-      const sock = dgram.createSocket('udp4');
-      let settled = false;
-      const finish = (answer: Buffer | null) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        sock.close();
-        if (answer) {
-          this.inFlight--;
-          this.reply(answer, rinfo);
-        } else tryUpstream(index + 1);
-      };
-      const timer = setTimeout(() => finish(null), FORWARD_TIMEOUT_MS);
-      sock.on('error', () => finish(null));
-      sock.on('message', (answer) => {
-        if (answer.length >= 2 && answer.readUInt16BE(0) === query.id) finish(answer);
-      });
-      sock.send(msg, upstream.port, upstream.host, (err) => {
-        if (err) finish(null);
-      });
-    };
-    tryUpstream(0);
+      return buildResponse(query, RCODE_SERVFAIL, []);
+    } finally {
+      this.inFlight--;
+    }
   }
+}
+
+function frame(message: Buffer): Buffer {
+  const length = Buffer.alloc(2);
+  length.writeUInt16BE(message.length, 0);
+  return Buffer.concat([length, message]);
+}
+
+/** One query to `upstream` over UDP: its answer, or null (timeout, error). */
+export function forwardUdp(msg: Buffer, id: number, upstream: Upstream): Promise<Buffer | null> {
+  return new Promise((resolve) => {
+    const sock = dgram.createSocket('udp4');
+    let settled = false;
+    const finish = (answer: Buffer | null) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      sock.close();
+      resolve(answer);
+    };
+    const timer = setTimeout(() => finish(null), FORWARD_TIMEOUT_MS);
+    sock.on('error', () => finish(null));
+    sock.on('message', (answer) => {
+      if (answer.length >= 2 && answer.readUInt16BE(0) === id) finish(answer);
+    });
+    sock.send(msg, upstream.port, upstream.host, (err) => {
+      if (err) finish(null);
+    });
+  });
+}
+
+/** One query to `upstream` over TCP (a connection of its own): its answer, or null. */
+export function forwardTcp(msg: Buffer, id: number, upstream: Upstream): Promise<Buffer | null> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: upstream.host, port: upstream.port });
+    let settled = false;
+    let received: Buffer = Buffer.alloc(0);
+    const finish = (answer: Buffer | null) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(answer);
+    };
+    const timer = setTimeout(() => finish(null), FORWARD_TIMEOUT_MS);
+    sock.on('error', () => finish(null));
+    sock.on('close', () => finish(null));
+    sock.on('connect', () => sock.write(frame(msg)));
+    sock.on('data', (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      if (received.length < 2) return;
+      const length = received.readUInt16BE(0);
+      if (received.length < 2 + length) return;
+      const answer = received.subarray(2, 2 + length);
+      finish(answer.length >= 2 && answer.readUInt16BE(0) === id ? Buffer.from(answer) : null);
+    });
+  });
 }
 
 function shuffle<T>(items: T[]): T[] {

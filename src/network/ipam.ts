@@ -35,9 +35,10 @@ const mask = (prefixLen: number) => (prefixLen === 0 ? 0 : (0xffffffff << (32 - 
 
 /** `10.89.0.0/24` → subnet; the base must be the network address (as dockerd requires). */
 export function parseSubnet(text: string, what = 'subnet'): Subnet {
+  if (text.includes(':'))
+    throw new InvalidArgument(`IPv6 ${what}s are not supported: ${text} (Strata networks are IPv4 only)`);
   const m = /^([\d.]+)\/(\d{1,2})$/.exec(text.trim());
   if (!m || Number(m[2]) > 32) throw new InvalidArgument(`invalid ${what} ${text}: not a CIDR block`);
-  if (text.includes(':')) throw new InvalidArgument(`IPv6 ${what}s are not supported: ${text}`);
   const base = parseIPv4(m[1]);
   const prefixLen = Number(m[2]);
   return { base: (base & mask(prefixLen)) >>> 0, prefixLen };
@@ -120,8 +121,13 @@ export function* defaultSubnetPool(): Generator<Subnet> {
 }
 
 /** IPv4 routes of the host (main table), from /proc/net/route. */
-export function parseProcRoutes(text: string): Subnet[] {
-  const out: Subnet[] = [];
+/** A route of the host's main table: its destination block and the interface it goes out of. */
+export interface RoutedSubnet extends Subnet {
+  iface: string;
+}
+
+export function parseProcRoutes(text: string): RoutedSubnet[] {
+  const out: RoutedSubnet[] = [];
   for (const line of text.split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
     if (f.length < 8) continue;
@@ -134,7 +140,7 @@ export function parseProcRoutes(text: string): Subnet[] {
     if (m === 0) continue; // default route
     let prefixLen = 0;
     while (prefixLen < 32 && m & (0x80000000 >>> prefixLen)) prefixLen++;
-    out.push({ base: swap(dest), prefixLen });
+    out.push({ base: swap(dest), prefixLen, iface: f[0] });
   }
   return out;
 }

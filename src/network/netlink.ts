@@ -11,12 +11,13 @@ import { fileURLToPath } from 'node:url';
  * spawn costs 10–50 ms on our hosts; a netlink request costs microseconds).
  *
  * Lifecycle of a container's interface: `NetlinkSocket.open()` (host namespace) →
- * `createVeth({name, peerName:'eth0', peerNetnsPid, master})`; then
+ * `createVeth({name, peerName:'eth0', peerNetns, master})`; then
  * `NetlinkSocket.open('/proc/<pid>/ns/net')` → `linkIndex('eth0')` → `setLink(up)` → `addAddress` →
  * `addRoute(default)`; close both. Deleting the host end (or the namespace dying) removes the pair.
  */
 interface NetlinkAddon {
   netlinkOpen(netnsPath?: string | null): number;
+  netnsCreate(): number;
   netlinkTransact(fd: number, request: Buffer): Buffer;
 }
 
@@ -61,6 +62,7 @@ const IFLA_MASTER = 10;
 const IFLA_LINKINFO = 18;
 const IFLA_NET_NS_PID = 19;
 const IFLA_IFALIAS = 20;
+const IFLA_NET_NS_FD = 28;
 const IFLA_INFO_KIND = 1;
 const IFLA_INFO_DATA = 2;
 const VETH_INFO_PEER = 1;
@@ -169,6 +171,14 @@ export interface LinkInfo {
   master: number;
 }
 
+/**
+ * A new, empty network namespace as an open descriptor of the daemon (no mount): reachable as
+ * `/proc/<daemon pid>/fd/<fd>`, alive while the descriptor is open or a process is in it.
+ */
+export function createNetns(): number {
+  return native().netnsCreate();
+}
+
 export class NetlinkSocket {
   private seq = Math.floor(Math.random() * 1e6);
   private closed = false;
@@ -251,20 +261,23 @@ export class NetlinkSocket {
   }
 
   /**
-   * A veth pair: `name` stays here (attached to `master`, up), `peerName` goes into the namespace of
-   * `peerNetnsPid` with `peerMac`.
+   * A veth pair: `name` stays here (attached to `master`, up), `peerName` goes into the namespace
+   * `peerNetns` with `peerMac`.
    */
   createVeth(opts: {
     name: string;
     peerName: string;
-    peerNetnsPid: number;
+    /** The peer's namespace: a process in it, or a descriptor of it (see createNetns). */
+    peerNetns: { pid: number } | { fd: number };
     master?: number;
     peerMac?: string;
     mtu?: number;
   }): void {
     const peerAttrs: Attr[] = [
       { type: IFLA_IFNAME, value: str(opts.peerName) },
-      { type: IFLA_NET_NS_PID, value: u32(opts.peerNetnsPid) },
+      'pid' in opts.peerNetns
+        ? { type: IFLA_NET_NS_PID, value: u32(opts.peerNetns.pid) }
+        : { type: IFLA_NET_NS_FD, value: u32(opts.peerNetns.fd) },
     ];
     if (opts.peerMac) peerAttrs.push({ type: IFLA_ADDRESS, value: macBytes(opts.peerMac) });
     if (opts.mtu) peerAttrs.push({ type: IFLA_MTU, value: u32(opts.mtu) });

@@ -28,11 +28,12 @@ import {
   parseProcRoutes,
   parseSubnet,
   pickSubnet,
+  type RoutedSubnet,
   type Subnet,
   userSubnetPool,
 } from './ipam.js';
 import { BRIDGE_PREFIX, IptablesManager, type RuleState } from './iptables.js';
-import { NetlinkSocket } from './netlink.js';
+import { createNetns, type LinkInfo, NetlinkSocket } from './netlink.js';
 import { PortHolder, portRequests } from './ports.js';
 import {
   type EndpointRecord,
@@ -83,13 +84,13 @@ export interface CreateNetworkRequest {
 
 /** What a container start gets from the network part. */
 export interface NetworkPlan {
-  /** Join this namespace instead of a new one (`container:<id>`). */
+  /** Join this namespace instead of a new one (`container:<id>`'s, or the one made for a bridge network). */
   netnsPath: string | null;
   /** Bind these instead of the container's own /etc files (`container:<id>` shares its target's). */
   etcFrom: string | null;
   hosts: string | null;
   resolvConf: string | null;
-  /** Runs once the container's process exists (created, not started): interfaces, rules, names. */
+  /** Runs once the container's process exists (created, not started): interfaces ready, rules, names. */
   attach(pid: number): Promise<void>;
   /** Undoes everything (the start failed). */
   abort(): Promise<void>;
@@ -115,6 +116,13 @@ type Mode =
   | { kind: 'container'; target: string }
   | { kind: 'bridge'; network: string };
 
+/** The line of /etc/hosts naming the container itself at `ip`: `ip\tfqdn hostname` (Docker's form). */
+export function selfHostsLine(record: Pick<ContainerRecord, 'id' | 'config'>, ip: string): string {
+  const hostname = record.config.Hostname || record.id.slice(0, 12);
+  const names = record.config.Domainname ? `${hostname}.${record.config.Domainname} ${hostname}` : hostname;
+  return `${ip}\t${names}`;
+}
+
 export function networkModeOf(record: Pick<ContainerRecord, 'hostConfig'>): Mode {
   const mode = record.hostConfig.NetworkMode ?? '';
   if (mode === 'host') return { kind: 'host' };
@@ -136,9 +144,9 @@ export function endpointsConfigOf(
  *
  * Lifecycle: `init()` at daemon start (bridges, rules, DNS servers for the stored networks);
  * `create`/`remove` networks; a container is checked at create (`validateCreate`), gets a
- * `NetworkPlan` at start (`prepare` allocates addresses and host ports, `attach` creates and
- * configures its veth pairs through netlink once its process exists), and is released when it
- * stops (`release`). `connect`/`disconnect` edit a container's networks, live when it runs.
+ * `NetworkPlan` at start (`prepare` allocates addresses and host ports and makes the network
+ * namespace the runtime joins, whose veth pairs are created through netlink while the runtime
+ * creates the container; `attach` waits for them), and is released when it stops (`release`). `connect`/`disconnect` edit a container's networks, live when it runs.
  * `afterRecover()` drops whatever a crash left; `shutdown()` removes bridges and rules when no
  * container runs.
  */
@@ -151,7 +159,9 @@ export class NetworkService implements NameResolver {
   private readonly holders = new Map<string, PortHolder[]>();
   private readonly dnsServers = new Map<string, DnsServer>();
   private readonly lastAllocated = new Map<string, number>();
-  private readonly bridgeIndex = new Map<string, number>();
+  /** Networks whose bridge or subnet another daemon holds (see claimBridges), with the reason. */
+  private readonly unavailable = new Map<string, string>();
+  private namespaceWarned = false;
   readonly iptables: IptablesManager;
 
   constructor(private readonly opts: NetworkServiceOptions) {
@@ -177,15 +187,7 @@ export class NetworkService implements NameResolver {
 
   async init(): Promise<void> {
     await this.ensurePredefined();
-    for (const n of this.networks.values()) {
-      if (n.driver === 'bridge')
-        ensureBridge({
-          name: n.bridge,
-          subnet: n.subnet,
-          gateway: n.gateway,
-          alias: bridgeAlias(this.tag, n.id),
-        });
-    }
+    await withHostLock(() => this.claimBridges());
     // Bridges of ours whose network is gone (removed while a crash interrupted us).
     const stale = listLinks()
       .filter((l) => {
@@ -195,7 +197,8 @@ export class NetworkService implements NameResolver {
       .map((l) => l.name);
     deleteLinks(stale);
     await this.iptables.install(this.ruleState());
-    for (const n of this.networks.values()) if (n.driver === 'bridge') await this.startDns(n);
+    for (const n of this.networks.values())
+      if (n.driver === 'bridge' && !this.unavailable.has(n.id)) await this.startDns(n);
   }
 
   private async ensurePredefined(): Promise<void> {
@@ -241,6 +244,87 @@ export class NetworkService implements NameResolver {
     });
   }
 
+  /**
+   * Brings up the bridges of our networks. A clean stop removes them, so while we were down another
+   * daemon may have taken a bridge name or a subnet of ours (the default network's `strataN` and
+   * pool subnets are first-free picks): that bridge is never taken over (adding our address to it
+   * would join two daemons' networks, and our next clean stop would delete it under the other
+   * daemon). The default network moves to a free name and subnet; a user network stays down and
+   * its containers refuse to start, until the other daemon lets go of it.
+   */
+  private claimBridges(): void {
+    const links = listLinks();
+    for (const n of this.networks.values()) {
+      if (n.driver !== 'bridge') continue;
+      const conflict = this.bridgeConflict(n, links);
+      if (conflict && n.predefined) {
+        const reason = conflict;
+        this.moveDefaultNetwork(n, links);
+        log.warn('default bridge network moved: its bridge or subnet is in use by another daemon', {
+          reason,
+          bridge: n.bridge,
+          subnet: n.subnet,
+        });
+      } else if (conflict) {
+        this.unavailable.set(n.id, conflict);
+        log.error('network left down: its bridge or subnet is in use by another daemon', {
+          network: n.name,
+          reason: conflict,
+        });
+        continue;
+      }
+      this.unavailable.delete(n.id);
+      ensureBridge({
+        name: n.bridge,
+        subnet: n.subnet,
+        gateway: n.gateway,
+        alias: bridgeAlias(this.tag, n.id),
+      });
+    }
+  }
+
+  /** Why `n` cannot have its bridge now (another daemon's bridge, or its subnet routed elsewhere), or null. */
+  private bridgeConflict(n: NetworkRecord, links: LinkInfo[]): string | null {
+    const link = links.find((l) => l.name === n.bridge);
+    if (link) {
+      const owner = ownerOf(link);
+      if (link.kind !== 'bridge') return `${n.bridge} exists and is not a bridge`;
+      if (owner && (owner.tag !== this.tag || owner.networkId !== n.id))
+        return `bridge ${n.bridge} belongs to ${link.alias}`;
+    }
+    const subnet = parseSubnet(n.subnet);
+    const routed = this.hostRoutes().find((r) => r.iface !== n.bridge && overlaps(r, subnet));
+    return routed ? `subnet ${n.subnet} is routed via ${routed.iface}` : null;
+  }
+
+  private moveDefaultNetwork(n: NetworkRecord, links: LinkInfo[]): void {
+    const names = new Set(links.map((l) => l.name));
+    let bridge = '';
+    for (let i = 0; i < 100 && bridge === ''; i++)
+      if (!names.has(`${BRIDGE_PREFIX}${i}`)) bridge = `${BRIDGE_PREFIX}${i}`;
+    if (bridge === '') throw new SystemError('no free bridge name strata0…strata99');
+    const taken: Subnet[] = this.hostRoutes();
+    for (const other of this.networks.values())
+      if (other !== n && other.subnet) taken.push(parseSubnet(other.subnet));
+    const subnet = pickSubnet(defaultSubnetPool(), taken);
+    if (!subnet)
+      throw new SystemError('no free subnet for the default bridge network (10.64-10.88.0.0/16 all in use)');
+    n.bridge = bridge;
+    n.subnet = formatSubnet(subnet);
+    n.gateway = formatIPv4(subnet.base + 1);
+    n.ipam.Config = [{ Subnet: n.subnet, Gateway: n.gateway }];
+    n.options = { ...n.options, 'com.docker.network.bridge.name': bridge };
+    this.saveNetwork(n);
+  }
+
+  private hostRoutes(): RoutedSubnet[] {
+    try {
+      return parseProcRoutes(fs.readFileSync('/proc/net/route', 'utf8'));
+    } catch {
+      return [];
+    }
+  }
+
   private newRecord(p: Partial<NetworkRecord> & { name: string; driver: string }): NetworkRecord {
     return {
       id: newObjectId(),
@@ -268,12 +352,7 @@ export class NetworkService implements NameResolver {
 
   /** Subnets in use: the host's routes plus every network of ours. */
   private takenSubnets(): Subnet[] {
-    let routes: Subnet[] = [];
-    try {
-      routes = parseProcRoutes(fs.readFileSync('/proc/net/route', 'utf8'));
-    } catch {
-      routes = [];
-    }
+    const routes: Subnet[] = this.hostRoutes();
     for (const n of this.networks.values()) if (n.subnet) routes.push(parseSubnet(n.subnet));
     return routes;
   }
@@ -307,7 +386,12 @@ export class NetworkService implements NameResolver {
     await this.iptables
       .removeAll()
       .catch((err) => log.warn('removing iptables rules failed', { error: errorMessage(err) }));
-    deleteLinks([...this.networks.values()].filter((n) => n.driver === 'bridge').map((n) => n.bridge));
+    // Only bridges that say they are ours: a name of ours may be another daemon's bridge now.
+    deleteLinks(
+      listLinks()
+        .filter((l) => ownerOf(l)?.tag === this.tag)
+        .map((l) => l.name),
+    );
   }
 
   /**
@@ -347,7 +431,7 @@ export class NetworkService implements NameResolver {
 
   private ruleState(): RuleState {
     const networks = [...this.networks.values()]
-      .filter((n) => n.driver === 'bridge')
+      .filter((n) => n.driver === 'bridge' && !this.unavailable.has(n.id))
       .map((n) => ({ bridge: n.bridge, subnet: n.subnet, internal: n.internal, gateway: n.gateway }));
     const ports = [...this.sandboxes.values()].flatMap((s) => s.ports);
     return { networks, ports };
@@ -392,7 +476,8 @@ export class NetworkService implements NameResolver {
         throw new Forbidden(`only one instance of "${driver}" network is allowed`);
       throw new NotFound(`plugin "${driver}" not found`);
     }
-    if (req.EnableIPv6) throw new InvalidArgument('IPv6 networks are not supported by this engine');
+    if (req.EnableIPv6)
+      throw new InvalidArgument('IPv6 is not supported (--ipv6): Strata networks are IPv4 only');
     const options = { ...(req.Options ?? {}) };
     const configs = req.IPAM?.Config ?? [];
     if (configs.length > 1)
@@ -494,9 +579,9 @@ export class NetworkService implements NameResolver {
     this.dnsServers.get(n.id)?.close();
     this.dnsServers.delete(n.id);
     this.lastAllocated.delete(n.id);
-    this.bridgeIndex.delete(n.bridge);
+    const wasDown = this.unavailable.delete(n.id);
     await this.applyRules().catch((err) => log.warn('iptables update failed', { error: errorMessage(err) }));
-    deleteLinks([n.bridge]);
+    if (!wasDown) deleteLinks([n.bridge]);
     this.opts.events.publish('network', 'destroy', n.id, { name: n.name, type: n.driver });
   }
 
@@ -563,12 +648,21 @@ export class NetworkService implements NameResolver {
     record.networkingConfig = { ...record.networkingConfig, EndpointsConfig: normalized };
   }
 
+  private checkAvailable(n: NetworkRecord): void {
+    const reason = this.unavailable.get(n.id);
+    if (reason) throw new SystemError(`network ${n.name} is unavailable: ${reason}`);
+  }
+
   private checkEndpointSettings(n: NetworkRecord, settings: EndpointSettings): void {
     if (n.driver !== 'bridge') return;
     const aliases = settings.Aliases ?? [];
     if (aliases.length > 0 && n.predefined)
       throw new InvalidArgument(
         'network-scoped alias is supported only for containers in user defined networks',
+      );
+    if (settings.IPAMConfig?.IPv6Address)
+      throw new InvalidArgument(
+        `IPv6 addresses are not supported (--ip6 ${settings.IPAMConfig.IPv6Address}): Strata networks are IPv4 only`,
       );
     const ip = settings.IPAMConfig?.IPv4Address;
     if (ip) {
@@ -585,8 +679,6 @@ export class NetworkService implements NameResolver {
   /** Allocates a starting container's addresses and host ports; `attach` plugs it in. */
   async prepare(record: ContainerRecord): Promise<NetworkPlan> {
     const mode = networkModeOf(record);
-    const hostname = record.config.Hostname ?? record.id.slice(0, 12);
-    const domain = record.config.Domainname ? `${hostname}.${record.config.Domainname}` : '';
     const noop = async () => undefined;
     if (mode.kind === 'container') {
       const target = this.opts.containers.get(mode.target);
@@ -644,6 +736,7 @@ export class NetworkService implements NameResolver {
       for (const name of names) {
         const n = this.get(name);
         if (n.driver !== 'bridge') continue;
+        this.checkAvailable(n);
         endpoints.push(this.allocateEndpoint(record, n, configs[name], `eth${endpoints.length}`));
       }
       const primary = endpoints[0];
@@ -668,20 +761,57 @@ export class NetworkService implements NameResolver {
       holders = [];
       const rules = requests.length > 0 ? this.applyRules() : Promise.resolve();
       rules.catch(() => undefined);
-      let hosts = STANDARD_HOSTS + extraHosts + this.linkHosts(record, endpoints);
-      if (primary) hosts += `${primary.ip}\t${domain ? `${domain} ` : ''}${hostname}\n`;
+      // Docker's file: one line per network the container is on, its own address and names.
+      const hosts =
+        STANDARD_HOSTS +
+        extraHosts +
+        this.linkHosts(record, endpoints) +
+        endpoints.map((e) => `${selfHostsLine(record, e.ip)}\n`).join('');
       const resolvConf = this.resolvConf(record, primaryNetwork ?? null);
+      // The namespace is made here and the runtime joins it: the interfaces are plugged in while
+      // the runtime creates the container, off the start's critical path (creating a veth pair
+      // costs the kernel 5-25 ms; `crun create` far more). Without the addon's netnsCreate (an
+      // addon built before it), the runtime makes the namespace and `attach` plugs in.
+      let nsFd = this.createNamespace();
+      const plugged =
+        nsFd === null
+          ? null
+          : new Promise<Error | null>((resolve) => {
+              const ns = { fd: nsFd ?? -1, path: `/proc/self/fd/${nsFd}` };
+              setImmediate(() => {
+                try {
+                  this.plugIn(ns, endpoints);
+                  resolve(null);
+                } catch (err) {
+                  resolve(err instanceof Error ? err : new Error(String(err)));
+                }
+              });
+            });
+      const closeNs = () => {
+        if (nsFd !== null) fs.closeSync(nsFd);
+        nsFd = null;
+      };
       return {
-        netnsPath: null,
+        netnsPath: nsFd === null ? null : `/proc/${process.pid}/fd/${nsFd}`,
         etcFrom: null,
         hosts,
         resolvConf,
         attach: async (pid) => {
-          this.plugIn(pid, endpoints);
+          try {
+            if (plugged === null) this.plugIn({ pid }, endpoints);
+            else {
+              const failed = await plugged;
+              if (failed) throw failed;
+            }
+          } finally {
+            closeNs();
+          }
           await rules;
           for (const e of endpoints) this.connectEvent('connect', e);
         },
         abort: async () => {
+          await plugged;
+          closeNs();
           await this.release(record.id);
         },
       };
@@ -689,6 +819,17 @@ export class NetworkService implements NameResolver {
       for (const h of holders) h.close();
       await this.release(record.id);
       throw err;
+    }
+  }
+
+  private createNamespace(): number | null {
+    try {
+      return createNetns();
+    } catch (err) {
+      if (!this.namespaceWarned)
+        log.warn('network namespaces are made by the runtime (slower starts)', { error: errorMessage(err) });
+      this.namespaceWarned = true;
+      return null;
     }
   }
 
@@ -737,19 +878,24 @@ export class NetworkService implements NameResolver {
     };
   }
 
-  /** Creates and configures the veth pairs of `endpoints` for the process `pid` (netlink, no spawn). */
-  private plugIn(pid: number, endpoints: EndpointRecord[]): void {
+  /**
+   * Creates and configures the veth pairs of `endpoints` in a container's namespace: that of the
+   * process `pid`, or the descriptor `fd` (netlink, no spawn).
+   */
+  private plugIn(ns: { pid: number } | { fd: number; path: string }, endpoints: EndpointRecord[]): void {
     if (endpoints.length === 0) return;
     const host = NetlinkSocket.open();
     let inside: NetlinkSocket | null = null;
     try {
-      inside = NetlinkSocket.open(`/proc/${pid}/ns/net`);
+      inside = NetlinkSocket.open('pid' in ns ? `/proc/${ns.pid}/ns/net` : ns.path);
       const lo = inside.linkIndex('lo');
       if (lo !== null) inside.setLinkUp(lo);
       endpoints.forEach((e, i) => {
         const n = this.networks.get(e.networkId);
         if (!n) throw new NotFound(`network ${e.networkId} not found`);
-        let master = this.bridgeIndex.get(n.bridge) ?? host.linkIndex(n.bridge);
+        // Looked up every time: an index kept from an earlier start goes stale when the bridge is
+        // deleted and made again, and the kernel answers a veth whose master is gone with EINVAL.
+        let master = host.linkIndex(n.bridge);
         if (master === null) {
           ensureBridge({
             name: n.bridge,
@@ -760,8 +906,13 @@ export class NetworkService implements NameResolver {
           master = host.linkIndex(n.bridge);
         }
         if (master === null) throw new SystemError(`bridge ${n.bridge} of network ${n.name} is missing`);
-        this.bridgeIndex.set(n.bridge, master);
-        host.createVeth({ name: e.hostVeth, peerName: e.ifname, peerNetnsPid: pid, master, peerMac: e.mac });
+        host.createVeth({
+          name: e.hostVeth,
+          peerName: e.ifname,
+          peerNetns: 'pid' in ns ? { pid: ns.pid } : { fd: ns.fd },
+          master,
+          peerMac: e.mac,
+        });
         const index = inside?.linkIndex(e.ifname);
         if (index === null || index === undefined)
           throw new SystemError(`interface ${e.ifname} did not appear in the container`);
@@ -842,6 +993,7 @@ export class NetworkService implements NameResolver {
     const full: EndpointSettings = { ...settings, NetworkID: n.id };
     this.checkEndpointSettings(n, full);
     if (this.opts.containers.isRunning(record)) {
+      this.checkAvailable(n);
       const list = this.endpointList(record.id);
       if (list.some((e) => e.networkId === n.id))
         throw new Forbidden(`container ${record.id} is already connected to network ${n.name}`);
@@ -852,7 +1004,7 @@ export class NetworkService implements NameResolver {
       list.push(e);
       this.tables.saveEndpoint(e);
       try {
-        this.plugIn(record.state.pid, [e]);
+        this.plugIn({ pid: record.state.pid }, [e]);
       } catch (err) {
         this.endpoints.set(
           record.id,
@@ -862,6 +1014,7 @@ export class NetworkService implements NameResolver {
         deleteLinks([e.hostVeth].filter((name) => this.linkExists(name)));
         throw err;
       }
+      this.editHosts(record, (lines) => [...lines, selfHostsLine(record, e.ip)]);
       this.connectEvent('connect', e);
     }
     configs[n.name] = full;
@@ -890,6 +1043,8 @@ export class NetworkService implements NameResolver {
       );
       this.tables.deleteEndpoint(record.id, n.id);
       deleteLinks([live.hostVeth].filter((name) => this.linkExists(name)));
+      const line = selfHostsLine(record, live.ip);
+      this.editHosts(record, (lines) => lines.filter((l) => l !== line));
       this.connectEvent('disconnect', live);
     }
     if (key) delete configs[key];
@@ -899,6 +1054,22 @@ export class NetworkService implements NameResolver {
 
   // ---------------------------------------------------------------------------------------------
   // /etc files
+
+  /**
+   * Rewrites a running container's generated /etc/hosts in place (same inode: the file is
+   * bind-mounted into the container, a rename would not be seen there).
+   */
+  private editHosts(record: ContainerRecord, edit: (lines: string[]) => string[]): void {
+    const file = `${this.opts.containers.containerDir(record.id)}/hosts`;
+    try {
+      const lines = fs.readFileSync(file, 'utf8').split('\n');
+      if (lines[lines.length - 1] === '') lines.pop();
+      const edited = edit(lines);
+      fs.writeFileSync(file, edited.length > 0 ? `${edited.join('\n')}\n` : '');
+    } catch (err) {
+      log.warn('could not update the container hosts file', { id: record.id, error: errorMessage(err) });
+    }
+  }
 
   private extraHosts(record: ContainerRecord, gateway: string | null): string {
     return (record.hostConfig.ExtraHosts ?? [])
@@ -1004,6 +1175,16 @@ export class NetworkService implements NameResolver {
   upstreams(networkId: string, clientIp: string): Upstream[] {
     const n = this.networks.get(networkId);
     if (!n || n.internal) return [];
+    const chosen = this.chooseUpstreams(networkId, clientIp);
+    if (process.env.STRATA_LOOPBACK_ONLY !== '1') return chosen;
+    // Tests and benchmarks: never a query off this machine (only loopback and our own networks).
+    const subnets = [...this.networks.values()].filter((x) => x.subnet).map((x) => parseSubnet(x.subnet));
+    return chosen.filter(
+      (u) => u.host.startsWith('127.') || subnets.some((s) => contains(s, parseIPv4(u.host))),
+    );
+  }
+
+  private chooseUpstreams(networkId: string, clientIp: string): Upstream[] {
     const client = [...this.endpoints.values()]
       .flat()
       .find((e) => e.networkId === networkId && e.ip === clientIp);

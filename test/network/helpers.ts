@@ -1,5 +1,8 @@
+import * as dgram from 'node:dgram';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as net from 'node:net';
+import { encodeName, readName, TYPE_A } from '../../src/network/dns-codec.js';
 
 export { bridgesOf, daemonTag, iptablesLines, sweep } from '../helpers/network-sweep.js';
 
@@ -42,4 +45,84 @@ export async function eventually(
     if (Date.now() > deadline) return false;
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** A DNS query as busybox nslookup sends it (id, RD, one question). */
+export function dnsQuery(id: number, name: string, type = TYPE_A): Buffer {
+  const header = Buffer.alloc(12);
+  header.writeUInt16BE(id, 0);
+  header.writeUInt16BE(0x0100, 2);
+  header.writeUInt16BE(1, 4);
+  const tail = Buffer.alloc(4);
+  tail.writeUInt16BE(type, 0);
+  tail.writeUInt16BE(1, 2);
+  return Buffer.concat([header, encodeName(name), tail]);
+}
+
+/** The A addresses of an answer (names may be compressed). */
+export function addressesOf(answer: Buffer): string[] {
+  const count = answer.readUInt16BE(6);
+  let pos = readName(answer, 12).next + 4;
+  const out: string[] = [];
+  for (let i = 0; i < count; i++) {
+    pos = readName(answer, pos).next;
+    const type = answer.readUInt16BE(pos);
+    const length = answer.readUInt16BE(pos + 8);
+    if (type === TYPE_A) out.push([...answer.subarray(pos + 10, pos + 14)].join('.'));
+    pos += 10 + length;
+  }
+  return out;
+}
+
+export function udpAsk(host: string, port: number, msg: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const sock = dgram.createSocket('udp4');
+    const timer = setTimeout(() => {
+      sock.close();
+      reject(new Error('no UDP answer'));
+    }, 3000);
+    sock.on('message', (answer) => {
+      clearTimeout(timer);
+      sock.close();
+      resolve(answer);
+    });
+    sock.send(msg, port, host);
+  });
+}
+
+/** Sends `msgs` on one TCP connection (in one write, pipelined) and collects as many answers. */
+export function tcpAsk(host: string, port: number, msgs: Buffer[]): Promise<Buffer[]> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ port, host });
+    const answers: Buffer[] = [];
+    let pending = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`got ${answers.length} of ${msgs.length} TCP answers`));
+    }, 3000);
+    sock.on('error', reject);
+    sock.on('connect', () =>
+      sock.write(
+        Buffer.concat(
+          msgs.flatMap((m) => {
+            const length = Buffer.alloc(2);
+            length.writeUInt16BE(m.length, 0);
+            return [length, m];
+          }),
+        ),
+      ),
+    );
+    sock.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      while (pending.length >= 2 && pending.length >= 2 + pending.readUInt16BE(0)) {
+        answers.push(pending.subarray(2, 2 + pending.readUInt16BE(0)));
+        pending = pending.subarray(2 + pending.readUInt16BE(0));
+      }
+      if (answers.length === msgs.length) {
+        clearTimeout(timer);
+        sock.destroy();
+        resolve(answers);
+      }
+    });
+  });
 }

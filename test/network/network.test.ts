@@ -5,14 +5,17 @@ import { after, before, describe, test } from 'node:test';
 import { aRecord, buildResponse, parseQuery, RCODE_NOERROR } from '../../src/network/dns-codec.js';
 import { importBusybox, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import {
+  addressesOf,
   bridgesOf,
   daemonTag,
+  dnsQuery,
   eventually,
   httpGet,
   iptablesLines,
   linkExists,
   portsOfBridge,
   sweep,
+  tcpAsk,
 } from './helpers.js';
 
 /**
@@ -340,6 +343,72 @@ describe('networks', () => {
     assert.match(ranged.stdout, /10\.251\.77\.1(2[89]|[3-9]\d)\/24/, 'allocated from the ip-range');
     assert.match(ranged.stdout, /default via 10\.251\.77\.254/);
     await d.dockerOk(['network', 'rm', 'ipnet']);
+  });
+
+  test('connect/disconnect of a running container edit its /etc/hosts; the network DNS server answers over TCP', async () => {
+    await d.dockerOk(['network', 'create', 'hostsa']);
+    await d.dockerOk(['network', 'create', 'hostsb']);
+    await d.dockerOk([
+      'run',
+      '-d',
+      '--name',
+      'hc',
+      '--network',
+      'hostsa',
+      '--hostname',
+      'hc-host',
+      '--domainname',
+      'example.test',
+      'bb',
+      'sleep',
+      '300',
+    ]);
+    const hostsOf = async (name: string) =>
+      (await d.dockerOk(['exec', name, 'cat', '/etc/hosts'])).split('\n');
+    const ipOn = async (name: string, network: string): Promise<string> =>
+      JSON.parse(await d.dockerOk(['inspect', name]))[0].NetworkSettings.Networks[network].IPAddress;
+    const ipA = await ipOn('hc', 'hostsa');
+    assert.ok((await hostsOf('hc')).includes(`${ipA}\thc-host.example.test hc-host`));
+    await d.dockerOk(['network', 'connect', '--alias', 'hcalias', 'hostsb', 'hc']);
+    const ipB = await ipOn('hc', 'hostsb');
+    const connected = await hostsOf('hc');
+    assert.ok(connected.includes(`${ipB}\thc-host.example.test hc-host`), connected.join('\n'));
+    assert.ok(connected.includes(`${ipA}\thc-host.example.test hc-host`));
+    // the alias answers on hostsb, over UDP from a container and over TCP from the host
+    const peer = await sh(['run', '--rm', '--network', 'hostsb', 'bb', 'nslookup', 'hcalias']);
+    assert.ok(peer.stdout.includes(ipB), peer.stdout + peer.stderr);
+    const gateway = JSON.parse(await d.dockerOk(['network', 'inspect', 'hostsb']))[0].IPAM.Config[0].Gateway;
+    const [tcp] = await tcpAsk(gateway, 53, [dnsQuery(77, 'hcalias')]);
+    assert.deepEqual(addressesOf(tcp), [ipB]);
+    await d.dockerOk(['network', 'disconnect', 'hostsb', 'hc']);
+    const disconnected = await hostsOf('hc');
+    assert.ok(!disconnected.some((l) => l.startsWith(`${ipB}\t`)), disconnected.join('\n'));
+    assert.ok(disconnected.includes(`${ipA}\thc-host.example.test hc-host`));
+    // a created container connected to a second network gets a line for each at start
+    await d.dockerOk(['create', '--name', 'hc2', '--network', 'hostsa', 'bb', 'sleep', '300']);
+    await d.dockerOk(['network', 'connect', 'hostsb', 'hc2']);
+    await d.dockerOk(['start', 'hc2']);
+    const short = JSON.parse(await d.dockerOk(['inspect', 'hc2']))[0].Id.slice(0, 12);
+    const both = await hostsOf('hc2');
+    assert.ok(both.includes(`${await ipOn('hc2', 'hostsa')}\t${short}`), both.join('\n'));
+    assert.ok(both.includes(`${await ipOn('hc2', 'hostsb')}\t${short}`), both.join('\n'));
+    await d.dockerOk(['rm', '-f', 'hc', 'hc2']);
+    await d.dockerOk(['network', 'rm', 'hostsa', 'hostsb']);
+  });
+
+  test('IPv6 is refused with 400 and a message, not ignored', async () => {
+    const created = await d.api('POST', '/networks/create', { Name: 'v6net', EnableIPv6: true });
+    assert.equal(created.status, 400);
+    assert.match(created.body, /IPv6 is not supported \(--ipv6\)/);
+    const subnet = await d.docker(['network', 'create', '--subnet', 'fd00::/64', 'v6net']);
+    assert.notEqual(subnet.code, 0);
+    assert.match(subnet.stderr, /IPv6 subnets are not supported: fd00::\/64/);
+    assert.doesNotMatch(await d.dockerOk(['network', 'ls', '--format', '{{.Name}}']), /v6net/);
+    await d.dockerOk(['network', 'create', 'v4only']);
+    const run = await d.docker(['run', '--rm', '--network', 'v4only', '--ip6', 'fd00::5', 'bb', 'true']);
+    assert.notEqual(run.code, 0);
+    assert.match(run.stderr, /IPv6 addresses are not supported \(--ip6 fd00::5\)/);
+    await d.dockerOk(['network', 'rm', 'v4only']);
   });
 
   test('a crash leaves nothing behind once the daemon is back; a clean stop removes bridges and rules', async () => {
