@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   busyboxTar,
@@ -7,6 +8,7 @@ import {
   fmt,
   has,
   must,
+  REPO_ROOT,
   type Stats,
   sh,
   startDockerd,
@@ -22,10 +24,14 @@ import {
  * cache), warm rebuild (nothing changed), rebuild after touching one small file (mtime only), rebuild
  * after editing one small file (content), and `docker commit` of a container that wrote 10 MB.
  * The context holds a 10 MB file and a tree of 2,000 small files. Environment: RUNS (5), COLD (3),
- * SKIP_DOCKER.
+ * SKIP_DOCKER, SKIP_PODMAN, CASES (build,commit,cli). `strata build` rows: the strata CLI end to end
+ * (process start-up included) against Strata, next to the docker CLI against dockerd.
  */
 const RUNS = Number(process.env.RUNS ?? 5);
 const COLD = Number(process.env.COLD ?? 3);
+/** Which groups to run: `build`, `commit`, `cli` (strata build), comma-separated; default all. */
+const CASES = new Set((process.env.CASES ?? 'build,commit,cli').split(','));
+const STRATA_BIN = path.join(REPO_ROOT, 'bin', 'strata');
 
 const DOCKERFILE = `FROM bb:latest
 ENV APP_HOME=/app LANG=C.UTF-8
@@ -51,11 +57,11 @@ function makeContext(dir: string): { smallFile: string } {
 }
 
 interface Results {
-  cold: Stats;
-  warm: Stats;
-  touched: Stats;
-  edited: Stats;
-  commit: Stats;
+  cold: Stats | null;
+  warm: Stats | null;
+  touched: Stats | null;
+  edited: Stats | null;
+  commit: Stats | null;
 }
 
 function buildOnce(cli: string, env: Record<string, string>, ctx: string, extra: string[] = []): number {
@@ -65,10 +71,16 @@ function buildOnce(cli: string, env: Record<string, string>, ctx: string, extra:
   });
 }
 
-function measure(cli: string, env: Record<string, string>, ctx: string, smallFile: string): Results {
+function measureBuilds(
+  cli: string,
+  env: Record<string, string>,
+  ctx: string,
+  smallFile: string,
+  cold = COLD,
+): Omit<Results, 'commit'> {
   buildOnce(cli, env, ctx); // first build: fills the cache
-  const cold: number[] = [];
-  for (let i = 0; i < COLD; i++) cold.push(buildOnce(cli, env, ctx, ['--no-cache']));
+  const coldRuns: number[] = [];
+  for (let i = 0; i < cold; i++) coldRuns.push(buildOnce(cli, env, ctx, ['--no-cache']));
   buildOnce(cli, env, ctx);
   const warm: number[] = [];
   for (let i = 0; i < RUNS; i++) warm.push(buildOnce(cli, env, ctx));
@@ -83,6 +95,16 @@ function measure(cli: string, env: Record<string, string>, ctx: string, smallFil
     fs.writeFileSync(smallFile, `edited ${i} ${Date.now()}\n`);
     edited.push(buildOnce(cli, env, ctx));
   }
+  fs.writeFileSync(smallFile, 'content of 7/42\n');
+  return {
+    cold: coldRuns.length > 0 ? stats(coldRuns) : null,
+    warm: stats(warm),
+    touched: stats(touched),
+    edited: stats(edited),
+  };
+}
+
+function measureCommit(cli: string, env: Record<string, string>): Stats {
   const commit: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     const id = must(
@@ -103,13 +125,13 @@ function measure(cli: string, env: Record<string, string>, ctx: string, smallFil
     commit.push(timeMs(() => must(cli, ['commit', id, `bench-commit:${i}`], env)));
     sh(cli, ['rm', '-f', id], env);
   }
-  return {
-    cold: stats(cold),
-    warm: stats(warm),
-    touched: stats(touched),
-    edited: stats(edited),
-    commit: stats(commit),
-  };
+  return stats(commit);
+}
+
+function measure(cli: string, env: Record<string, string>, ctx: string, smallFile: string): Results {
+  const none = { cold: null, warm: null, touched: null, edited: null };
+  const builds = CASES.has('build') ? measureBuilds(cli, env, ctx, smallFile) : none;
+  return { ...builds, commit: CASES.has('commit') ? measureCommit(cli, env) : null };
 }
 
 function row(name: string, s: Stats | null, d: Stats | null, p: Stats | null, target: string): string {
@@ -129,7 +151,9 @@ async function main(): Promise<void> {
   try {
     must('docker', ['import', '-', 'bb:latest'], strata.env, tar);
     const strataResults = measure('docker', strata.env, ctxDir, smallFile);
-    fs.writeFileSync(smallFile, 'content of 7/42\n');
+    // The strata CLI (context sync: only changed files are sent); its cold builds are the API's.
+    const strataHost = { STRATA_HOST: strata.env.DOCKER_HOST };
+    const cliResults = CASES.has('cli') ? measureBuilds(STRATA_BIN, strataHost, ctxDir, smallFile, 0) : null;
 
     let dockerResults: Results | null = null;
     if (!process.env.SKIP_DOCKER) {
@@ -141,7 +165,11 @@ async function main(): Promise<void> {
       }
     }
     let podmanResults: Results | null = null;
-    if (has('podman') && sh('podman', ['import', '-', 'bb:latest'], {}, tar).code === 0) {
+    if (
+      !process.env.SKIP_PODMAN &&
+      has('podman') &&
+      sh('podman', ['import', '-', 'bb:latest'], {}, tar).code === 0
+    ) {
       try {
         podmanResults = measure('podman', {}, ctxDir, smallFile);
       } catch (err) {
@@ -158,14 +186,27 @@ async function main(): Promise<void> {
     const s = strataResults;
     const d = dockerResults;
     const p = podmanResults;
+    const c = cliResults;
     lines.push(row('cold build (--no-cache)', s.cold, d?.cold ?? null, p?.cold ?? null, '≤ 0.8'));
     lines.push(row('warm rebuild (nothing changed)', s.warm, d?.warm ?? null, p?.warm ?? null, '≤ 0.5'));
     lines.push(
       row('rebuild after touching 1 file (mtime)', s.touched, d?.touched ?? null, p?.touched ?? null, ''),
     );
     lines.push(row('rebuild after editing 1 small file', s.edited, d?.edited ?? null, p?.edited ?? null, ''));
+    lines.push(row('strata build: warm rebuild', c?.warm ?? null, d?.warm ?? null, null, '≤ 0.3'));
+    lines.push(row('strata build: after touching 1 file', c?.touched ?? null, d?.touched ?? null, null, ''));
+    lines.push(row('strata build: after editing 1 file', c?.edited ?? null, d?.edited ?? null, null, ''));
     lines.push(
       row('commit of a container that wrote 10 MB', s.commit, d?.commit ?? null, p?.commit ?? null, '≤ 0.5'),
+    );
+    lines.push(
+      'strata rows run the docker CLI against Strata, except "strata build" (the strata CLI, end to end)',
+    );
+    lines.push(
+      `load average: ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
     );
     if (!d) lines.push('docker: dockerd not available (or SKIP_DOCKER set)');
     if (!has('podman')) lines.push('podman: not installed');

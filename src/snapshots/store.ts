@@ -9,6 +9,7 @@ import { logger } from '../common/log.js';
 import { syncfs } from '../native/index.js';
 import { type Db, migrate, type PartSchema } from '../store/db.js';
 import { listChanges } from './changes.js';
+import { type DiffLayerOptions, packAndUnpackDiff, type TarSink } from './diff-layer.js';
 import { extractLayer } from './extract.js';
 import { isMountPoint, mountContainerOverlay, unmountAll } from './overlay.js';
 import { type PackOptions, packLayer } from './pack.js';
@@ -142,10 +143,16 @@ export class OverlaySnapshotter implements Snapshotter {
     try {
       const fsDir = path.join(staging, 'fs');
       fs.mkdirSync(fsDir, 0o755);
+      const t0 = performance.now();
       const { diffId, size } = await extractLayer(layerTar, fsDir);
+      const t1 = performance.now();
       if (expectedDiffId !== undefined && diffId !== expectedDiffId)
         throw this.mismatch(expectedDiffId, diffId);
       if (this.syncLayers) syncfs(fsDir);
+      log.debug('TIMING unpack', {
+        extractMs: Math.round(t1 - t0),
+        syncMs: Math.round(performance.now() - t1),
+      });
       return this.commit(staging, this.chainIdOf(parentChainId, diffId), diffId, parentChainId, size);
     } finally {
       // After a commit the staging dir has been renamed away; otherwise it is dropped here.
@@ -207,6 +214,37 @@ export class OverlaySnapshotter implements Snapshotter {
 
   packContainerDiff(containerDir: string, options: PackOptions = {}): Readable {
     return packLayer(containerPaths(containerDir).upper, options);
+  }
+
+  commitContainerDiff(
+    containerDir: string,
+    parentChainId: Digest | null,
+    sink: TarSink,
+    options: DiffLayerOptions & { onPacked?: () => void } = {},
+  ): LayerInfo & { tarSize: number } {
+    if (parentChainId !== null && !this.hasLayer(parentChainId)) {
+      throw new NotFound(`parent layer ${parentChainId} not found`);
+    }
+    const staging = fs.mkdtempSync(path.join(this.tmpDir, 'layer-'));
+    try {
+      const fsDir = path.join(staging, 'fs');
+      fs.mkdirSync(fsDir, 0o755);
+      const t0 = performance.now();
+      const { diffId, size, tarSize } = packAndUnpackDiff(
+        containerPaths(containerDir).upper,
+        fsDir,
+        sink,
+        options,
+      );
+      options.onPacked?.();
+      const t1 = performance.now();
+      if (this.syncLayers) syncfs(fsDir);
+      log.debug('TIMING diff', { packMs: Math.round(t1 - t0), syncMs: Math.round(performance.now() - t1) });
+      const info = this.commit(staging, this.chainIdOf(parentChainId, diffId), diffId, parentChainId, size);
+      return { ...info, tarSize };
+    } finally {
+      fs.rmSync(staging, { recursive: true, force: true });
+    }
   }
 
   removeContainerLayer(containerDir: string): void {
