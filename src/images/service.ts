@@ -864,20 +864,14 @@ export class ImageService {
   ): LayerRecord {
     const writer = this.content.createSyncWriter();
     try {
-      const t0 = performance.now();
       const layer = this.snapshotter.commitContainerDiff(source.containerDir, parent, writer, {
         exclude: source.exclude,
         clampMtime: source.clampMtime,
         onPacked: source.onPacked,
       });
       chains.push(layer.chainId);
-      const t1 = performance.now();
       const blob = writer.commit({ digest: layer.diffId });
       if (blob.created) blobs.push(blob.digest);
-      log.debug('TIMING commitDiffLayer', {
-        layerMs: Math.round(t1 - t0),
-        blobMs: Math.round(performance.now() - t1),
-      });
       return {
         blobDigest: blob.digest,
         mediaType: MediaType.ociLayer,
@@ -1030,15 +1024,9 @@ export class ImageService {
             continue;
           }
           const { tar } = source;
-          const t0 = performance.now();
           const blob = await this.content.ingest(tar);
-          const t1 = performance.now();
           if (blob.created) blobs.push(blob.digest);
           layers.push(await this.unpackBlob(layers.at(-1)?.chainId ?? null, blob, undefined, chains));
-          log.debug('TIMING createImage layer', {
-            ingestMs: Math.round(t1 - t0),
-            unpackMs: Math.round(performance.now() - t1),
-          });
         }
         const history = options.history ?? options.layers.map(() => ({ created, comment: options.comment }));
         const config: Record<string, unknown> = {

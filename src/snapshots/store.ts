@@ -143,16 +143,10 @@ export class OverlaySnapshotter implements Snapshotter {
     try {
       const fsDir = path.join(staging, 'fs');
       fs.mkdirSync(fsDir, 0o755);
-      const t0 = performance.now();
       const { diffId, size } = await extractLayer(layerTar, fsDir);
-      const t1 = performance.now();
       if (expectedDiffId !== undefined && diffId !== expectedDiffId)
         throw this.mismatch(expectedDiffId, diffId);
       if (this.syncLayers) syncfs(fsDir);
-      log.debug('TIMING unpack', {
-        extractMs: Math.round(t1 - t0),
-        syncMs: Math.round(performance.now() - t1),
-      });
       return this.commit(staging, this.chainIdOf(parentChainId, diffId), diffId, parentChainId, size);
     } finally {
       // After a commit the staging dir has been renamed away; otherwise it is dropped here.
@@ -229,7 +223,7 @@ export class OverlaySnapshotter implements Snapshotter {
     try {
       const fsDir = path.join(staging, 'fs');
       fs.mkdirSync(fsDir, 0o755);
-      const t0 = performance.now();
+      const started = performance.now();
       const { diffId, size, tarSize } = packAndUnpackDiff(
         containerPaths(containerDir).upper,
         fsDir,
@@ -237,9 +231,12 @@ export class OverlaySnapshotter implements Snapshotter {
         options,
       );
       options.onPacked?.();
-      const t1 = performance.now();
+      const packed = performance.now();
       if (this.syncLayers) syncfs(fsDir);
-      log.debug('TIMING diff', { packMs: Math.round(t1 - t0), syncMs: Math.round(performance.now() - t1) });
+      log.debug('container diff committed', {
+        packMs: Math.round(packed - started),
+        syncMs: Math.round(performance.now() - packed),
+      });
       const info = this.commit(staging, this.chainIdOf(parentChainId, diffId), diffId, parentChainId, size);
       return { ...info, tarSize };
     } finally {
