@@ -3,10 +3,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import tar from 'tar-stream';
 import type { ContextManifest, ContextManifestEntry } from '../build/context-manifest.js';
-import { type ContextOptions, IgnoreMatcher } from './build-context.js';
 import type { EngineClient } from './client.js';
+import { type ContextOptions, IgnoreMatcher } from './context-ignore.js';
 import { CliError } from './errors.js';
 
 /**
@@ -23,7 +22,7 @@ import { CliError } from './errors.js';
  */
 export const CONTEXT_SYNC_FEATURE = 'build-context-sync';
 const MEDIA_TYPE = 'application/vnd.strata.build-context.v1+json';
-const RACY_NS = 2_000_000_000n;
+const RACY_MS = 2000;
 const CHUNK = 1 << 20;
 
 type Source = { file: string } | { data: Buffer };
@@ -35,8 +34,8 @@ export interface DescribedContext {
   bytes: number;
 }
 
-/** [size, mtimeNs, ctimeNs, ino, sha256 hex] */
-type CachedDigest = [number, string, string, number, string];
+/** [size, mtimeMs, ctimeMs, ino, sha256 hex] */
+type CachedDigest = [number, number, number, number, string];
 
 interface DigestCacheFile {
   version: 1;
@@ -61,25 +60,19 @@ class DigestCache {
     }
   }
 
-  lookup(rel: string, st: fs.BigIntStats): string | null {
+  lookup(rel: string, st: fs.Stats): string | null {
     const hit = this.old[rel];
-    if (
-      hit &&
-      hit[0] === Number(st.size) &&
-      hit[1] === String(st.mtimeNs) &&
-      hit[2] === String(st.ctimeNs) &&
-      hit[3] === Number(st.ino)
-    ) {
+    if (hit && hit[0] === st.size && hit[1] === st.mtimeMs && hit[2] === st.ctimeMs && hit[3] === st.ino) {
       this.next[rel] = hit;
       return hit[4];
     }
     return null;
   }
 
-  store(rel: string, st: fs.BigIntStats, hex: string, hashedAtNs: bigint): void {
+  store(rel: string, st: fs.Stats, hex: string, hashedAtMs: number): void {
     this.changed = true;
-    if (hashedAtNs - st.ctimeNs < RACY_NS || hashedAtNs - st.mtimeNs < RACY_NS) return;
-    this.next[rel] = [Number(st.size), String(st.mtimeNs), String(st.ctimeNs), Number(st.ino), hex];
+    if (hashedAtMs - st.ctimeMs < RACY_MS || hashedAtMs - st.mtimeMs < RACY_MS) return;
+    this.next[rel] = [st.size, st.mtimeMs, st.ctimeMs, st.ino, hex];
   }
 
   save(): void {
@@ -108,7 +101,8 @@ function hashFile(fd: number, size: number): string {
   return hash.digest('hex');
 }
 
-const seconds = (ns: bigint) => Number(ns / 1_000_000_000n);
+/** The mtime as the tar header gets it (tar-stream: `Date` → `getTime() / 1000 | 0`). */
+const seconds = (st: fs.Stats) => (st.mtime.getTime() / 1000) | 0;
 
 /**
  * The manifest of what `packContext(dir, options)` would send: the same walk, the same
@@ -133,19 +127,19 @@ export function describeContext(dir: string, options: ContextOptions): Described
     });
     bytes += data.length;
   };
-  const now = BigInt(Date.now()) * 1_000_000n;
+  const now = Date.now();
 
   const walk = (absDir: string, relDir: string): void => {
     const names = fs.readdirSync(absDir).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     for (const child of names) {
       const rel = relDir ? `${relDir}/${child}` : child;
       const abs = path.join(absDir, child);
-      const st = fs.lstatSync(abs, { bigint: true });
+      const st = fs.lstatSync(abs);
       const skip = matcher.matches(rel);
-      const mode = Number(st.mode & 0o7777n);
+      const mode = st.mode & 0o7777;
       if (st.isDirectory()) {
         if (skip && !matcher.mayIncludeBelow(rel)) continue;
-        if (!skip) entries.push({ Path: rel, Type: 'dir', Mode: mode, Mtime: seconds(st.mtimeNs) });
+        if (!skip) entries.push({ Path: rel, Type: 'dir', Mode: mode, Mtime: seconds(st) });
         walk(abs, rel);
         continue;
       }
@@ -155,7 +149,7 @@ export function describeContext(dir: string, options: ContextOptions): Described
           Path: rel,
           Type: 'symlink',
           Mode: mode,
-          Mtime: seconds(st.mtimeNs),
+          Mtime: seconds(st),
           Linkname: fs.readlinkSync(abs),
         });
         continue;
@@ -163,7 +157,7 @@ export function describeContext(dir: string, options: ContextOptions): Described
       if (!st.isFile()) continue; // sockets, FIFOs and devices are not part of a build context
       const replacement = options.replace?.get(rel);
       if (replacement) {
-        addData(rel, replacement, mode, seconds(st.mtimeNs));
+        addData(rel, replacement, mode, seconds(st));
         continue;
       }
       let hex = cache.lookup(rel, st);
@@ -171,21 +165,21 @@ export function describeContext(dir: string, options: ContextOptions): Described
       if (hex === null) {
         const fd = fs.openSync(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
         try {
-          fst = fs.fstatSync(fd, { bigint: true });
+          fst = fs.fstatSync(fd);
           if (!fst.isFile()) continue;
-          hex = hashFile(fd, Number(fst.size));
+          hex = hashFile(fd, fst.size);
         } finally {
           fs.closeSync(fd);
         }
         cache.store(rel, fst, hex, now);
       }
-      const size = Number(fst.size);
+      const size = fst.size;
       sources.set(hex, { source: { file: abs }, size });
       entries.push({
         Path: rel,
         Type: 'file',
-        Mode: Number(fst.mode & 0o7777n),
-        Mtime: seconds(fst.mtimeNs),
+        Mode: fst.mode & 0o7777,
+        Mtime: seconds(fst),
         Size: size,
         Digest: `sha256:${hex}`,
       });
@@ -200,7 +194,9 @@ export function describeContext(dir: string, options: ContextOptions): Described
 }
 
 /** The upload body: a tar of the missing contents, each entry named by its sha256 hex. */
-function uploadTar(missing: string[], described: DescribedContext): Readable {
+async function uploadTar(missing: string[], described: DescribedContext): Promise<Readable> {
+  // Loaded only when something is missing: a warm build never pays for the tar code.
+  const { default: tar } = await import('tar-stream');
   const pack = tar.pack();
   void (async () => {
     for (const digest of missing) {
@@ -247,7 +243,7 @@ export async function syncContext(
   if (Missing.length > 0) {
     for (const digest of Missing) sentBytes += described.sources.get(digest.slice(7))?.size ?? 0;
     await client.json('POST', '/build/context/upload', {
-      body: uploadTar(Missing, described),
+      body: await uploadTar(Missing, described),
       contentType: 'application/x-tar',
     });
   }

@@ -3,20 +3,18 @@ import type { IncomingMessage } from 'node:http';
 import * as path from 'node:path';
 import { PassThrough, type Readable, Transform } from 'node:stream';
 import { loadConfig } from '../auth.js';
-import {
-  type ContextOptions,
-  dockerfileOnlyContext,
-  type ExtraFile,
-  effectiveExcludes,
-  looksLikeArchive,
-  packContext,
-  randomDockerfileName,
-  readIgnorePatterns,
-} from '../build-context.js';
 import { BuildDisplay, type BuildProgressMode } from '../build-progress.js';
 import { CONTEXT_SYNC_FEATURE, syncContext } from '../build-sync.js';
 import type { EngineClient, Query } from '../client.js';
 import type { CommandHandler } from '../commands.js';
+import {
+  type ContextOptions,
+  type ExtraFile,
+  effectiveExcludes,
+  looksLikeArchive,
+  randomDockerfileName,
+  readIgnorePatterns,
+} from '../context-ignore.js';
 import { CliError, UsageError } from '../errors.js';
 import type { FlagValues } from '../flags.js';
 import { humanSize } from '../format.js';
@@ -148,6 +146,7 @@ export async function prepareContext(
 ): Promise<PreparedContext> {
   const planned = await planContext(contextArg, file, opts);
   if (planned.kind === 'stream') return { body: planned.body, dockerfile: planned.dockerfile };
+  const { packContext } = await import('../build-context.js');
   return { body: packContext(planned.dir, planned.options), dockerfile: planned.dockerfile };
 }
 
@@ -168,6 +167,7 @@ export async function planContext(
       body.end(data);
       return { kind: 'stream', body, dockerfile: file ?? 'Dockerfile' };
     }
+    const { dockerfileOnlyContext } = await import('../build-context.js');
     return { kind: 'stream', body: dockerfileOnlyContext(data), dockerfile: 'Dockerfile' };
   }
   if (/^(https?:\/\/|git@|git:\/\/|github\.com\/)/.test(contextArg)) {
@@ -321,7 +321,9 @@ export const buildCommand: CommandHandler = async (ctx) => {
       ? await sendSynced(client, planned.dir, planned.options, query, mode)
       : await sendTar(
           client,
-          planned.kind === 'stream' ? planned.body : packContext(planned.dir, planned.options),
+          planned.kind === 'stream'
+            ? planned.body
+            : (await import('../build-context.js')).packContext(planned.dir, planned.options),
           query,
           mode,
         );
