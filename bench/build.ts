@@ -25,7 +25,9 @@ import {
  * after editing one small file (content), and `docker commit` of a container that wrote 10 MB.
  * The context holds a 10 MB file and a tree of 2,000 small files. Environment: RUNS (5), COLD (3),
  * SKIP_DOCKER, SKIP_PODMAN, CASES (build,commit,cli). `strata build` rows: the strata CLI end to end
- * (process start-up included) against Strata, next to the docker CLI against dockerd.
+ * (process start-up included) against Strata, next to the docker CLI against dockerd. Both daemons
+ * run at once and the runs of each case alternate between them, so load on the shared machine hits
+ * both alike.
  */
 const RUNS = Number(process.env.RUNS ?? 5);
 const COLD = Number(process.env.COLD ?? 3);
@@ -71,67 +73,75 @@ function buildOnce(cli: string, env: Record<string, string>, ctx: string, extra:
   });
 }
 
-function measureBuilds(
-  cli: string,
-  env: Record<string, string>,
-  ctx: string,
-  smallFile: string,
-  cold = COLD,
-): Omit<Results, 'commit'> {
-  buildOnce(cli, env, ctx); // first build: fills the cache
-  const coldRuns: number[] = [];
-  for (let i = 0; i < cold; i++) coldRuns.push(buildOnce(cli, env, ctx, ['--no-cache']));
-  buildOnce(cli, env, ctx);
-  const warm: number[] = [];
-  for (let i = 0; i < RUNS; i++) warm.push(buildOnce(cli, env, ctx));
-  const touched: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const t = new Date(Date.now() + (i + 1) * 1000);
-    fs.utimesSync(smallFile, t, t);
-    touched.push(buildOnce(cli, env, ctx));
+/** One client/daemon pair measured; runs of all targets are interleaved (the machine is shared). */
+interface Target {
+  name: string;
+  cli: string;
+  env: Record<string, string>;
+  /** Also measured for cold builds and commit (the strata CLI's cold build is the daemon's). */
+  full: boolean;
+  samples: Record<keyof Results, number[]>;
+}
+
+function target(name: string, cli: string, env: Record<string, string>, full: boolean): Target {
+  return { name, cli, env, full, samples: { cold: [], warm: [], touched: [], edited: [], commit: [] } };
+}
+
+function measureBuilds(targets: Target[], ctx: string, smallFile: string): void {
+  for (const t of targets) buildOnce(t.cli, t.env, ctx); // first build: fills the cache
+  for (let i = 0; i < COLD; i++) {
+    for (const t of targets) if (t.full) t.samples.cold.push(buildOnce(t.cli, t.env, ctx, ['--no-cache']));
   }
-  const edited: number[] = [];
+  for (const t of targets) buildOnce(t.cli, t.env, ctx);
+  for (let i = 0; i < RUNS; i++) for (const t of targets) t.samples.warm.push(buildOnce(t.cli, t.env, ctx));
+  for (let i = 0; i < RUNS; i++) {
+    const time = new Date(Date.now() + (i + 1) * 1000);
+    fs.utimesSync(smallFile, time, time);
+    for (const t of targets) t.samples.touched.push(buildOnce(t.cli, t.env, ctx));
+  }
   for (let i = 0; i < RUNS; i++) {
     fs.writeFileSync(smallFile, `edited ${i} ${Date.now()}\n`);
-    edited.push(buildOnce(cli, env, ctx));
+    for (const t of targets) t.samples.edited.push(buildOnce(t.cli, t.env, ctx));
   }
   fs.writeFileSync(smallFile, 'content of 7/42\n');
-  return {
-    cold: coldRuns.length > 0 ? stats(coldRuns) : null,
-    warm: stats(warm),
-    touched: stats(touched),
-    edited: stats(edited),
-  };
 }
 
-function measureCommit(cli: string, env: Record<string, string>): Stats {
-  const commit: number[] = [];
+function measureCommits(targets: Target[]): void {
   for (let i = 0; i < RUNS; i++) {
-    const id = must(
-      cli,
-      [
-        'run',
-        '-d',
-        '--network',
-        'none',
-        'bb:latest',
-        'sh',
-        '-c',
-        'dd if=/dev/urandom of=/written bs=1M count=10 2>/dev/null',
-      ],
-      env,
-    );
-    must(cli, ['wait', id], env);
-    commit.push(timeMs(() => must(cli, ['commit', id, `bench-commit:${i}`], env)));
-    sh(cli, ['rm', '-f', id], env);
+    for (const t of targets) {
+      if (!t.full) continue;
+      const id = must(
+        t.cli,
+        [
+          'run',
+          '-d',
+          '--network',
+          'none',
+          'bb:latest',
+          'sh',
+          '-c',
+          'dd if=/dev/urandom of=/written bs=1M count=10 2>/dev/null',
+        ],
+        t.env,
+      );
+      must(t.cli, ['wait', id], t.env);
+      t.samples.commit.push(timeMs(() => must(t.cli, ['commit', id, `bench-commit:${i}`], t.env)));
+      sh(t.cli, ['rm', '-f', id], t.env);
+    }
   }
-  return stats(commit);
 }
 
-function measure(cli: string, env: Record<string, string>, ctx: string, smallFile: string): Results {
-  const none = { cold: null, warm: null, touched: null, edited: null };
-  const builds = CASES.has('build') ? measureBuilds(cli, env, ctx, smallFile) : none;
-  return { ...builds, commit: CASES.has('commit') ? measureCommit(cli, env) : null };
+function results(t: Target | null): Results | null {
+  if (!t) return null;
+  const of = (xs: number[]) => (xs.length > 0 ? stats(xs) : null);
+  const s = t.samples;
+  return {
+    cold: of(s.cold),
+    warm: of(s.warm),
+    touched: of(s.touched),
+    edited: of(s.edited),
+    commit: of(s.commit),
+  };
 }
 
 function row(name: string, s: Stats | null, d: Stats | null, p: Stats | null, target: string): string {
@@ -150,20 +160,29 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   try {
     must('docker', ['import', '-', 'bb:latest'], strata.env, tar);
-    const strataResults = measure('docker', strata.env, ctxDir, smallFile);
-    // The strata CLI (context sync: only changed files are sent); its cold builds are the API's.
-    const strataHost = { STRATA_HOST: strata.env.DOCKER_HOST };
-    const cliResults = CASES.has('cli') ? measureBuilds(STRATA_BIN, strataHost, ctxDir, smallFile, 0) : null;
-
-    let dockerResults: Results | null = null;
+    const strataApi = target('strata', 'docker', strata.env, true);
+    // The strata CLI (context sync: only changed files are sent), end to end.
+    const strataCli = target('strata CLI', STRATA_BIN, { STRATA_HOST: strata.env.DOCKER_HOST }, false);
+    let dockerTarget: Target | null = null;
     if (!process.env.SKIP_DOCKER) {
       fs.mkdirSync(path.join(base, 'docker'), { recursive: true });
       docker = await startDockerd(path.join(base, 'docker'));
       if (docker) {
         must('docker', ['import', '-', 'bb:latest'], docker.env, tar);
-        dockerResults = measure('docker', docker.env, ctxDir, smallFile);
+        dockerTarget = target('docker', 'docker', docker.env, true);
       }
     }
+    const targets = [
+      strataApi,
+      ...(CASES.has('cli') ? [strataCli] : []),
+      ...(dockerTarget ? [dockerTarget] : []),
+    ];
+    if (CASES.has('build')) measureBuilds(targets, ctxDir, smallFile);
+    if (CASES.has('commit')) measureCommits(targets);
+    const strataResults = results(strataApi)!;
+    const cliResults = CASES.has('cli') ? results(strataCli) : null;
+    const dockerResults = results(dockerTarget);
+
     let podmanResults: Results | null = null;
     if (
       !process.env.SKIP_PODMAN &&
@@ -171,7 +190,10 @@ async function main(): Promise<void> {
       sh('podman', ['import', '-', 'bb:latest'], {}, tar).code === 0
     ) {
       try {
-        podmanResults = measure('podman', {}, ctxDir, smallFile);
+        const podman = target('podman', 'podman', {}, true);
+        if (CASES.has('build')) measureBuilds([podman], ctxDir, smallFile);
+        if (CASES.has('commit')) measureCommits([podman]);
+        podmanResults = results(podman);
       } catch (err) {
         lines.push(`podman: ${(err as Error).message.split('\n')[0]}`);
       }
@@ -200,7 +222,7 @@ async function main(): Promise<void> {
       row('commit of a container that wrote 10 MB', s.commit, d?.commit ?? null, p?.commit ?? null, '≤ 0.5'),
     );
     lines.push(
-      'strata rows run the docker CLI against Strata, except "strata build" (the strata CLI, end to end)',
+      'strata rows: the docker CLI against Strata, except "strata build" (the strata CLI, end to end); runs interleaved',
     );
     lines.push(
       `load average: ${os
