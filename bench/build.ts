@@ -162,7 +162,13 @@ async function main(): Promise<void> {
     must('docker', ['import', '-', 'bb:latest'], strata.env, tar);
     const strataApi = target('strata', 'docker', strata.env, true);
     // The strata CLI (context sync: only changed files are sent), end to end.
-    const strataCli = target('strata CLI', STRATA_BIN, { STRATA_HOST: strata.env.DOCKER_HOST }, false);
+    const strataCli = target(
+      'strata CLI',
+      STRATA_BIN,
+      // Its digest cache goes with the rest of the run.
+      { STRATA_HOST: strata.env.DOCKER_HOST, XDG_CACHE_HOME: path.join(base, 'cache') },
+      false,
+    );
     let dockerTarget: Target | null = null;
     if (!process.env.SKIP_DOCKER) {
       fs.mkdirSync(path.join(base, 'docker'), { recursive: true });
