@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   busyboxTar,
@@ -7,6 +8,7 @@ import {
   fmt,
   has,
   must,
+  REPO_ROOT,
   type Stats,
   sh,
   startDockerd,
@@ -22,10 +24,16 @@ import {
  * cache), warm rebuild (nothing changed), rebuild after touching one small file (mtime only), rebuild
  * after editing one small file (content), and `docker commit` of a container that wrote 10 MB.
  * The context holds a 10 MB file and a tree of 2,000 small files. Environment: RUNS (5), COLD (3),
- * SKIP_DOCKER.
+ * SKIP_DOCKER, SKIP_PODMAN, CASES (build,commit,cli). `strata build` rows: the strata CLI end to end
+ * (process start-up included) against Strata, next to the docker CLI against dockerd. Both daemons
+ * run at once and the runs of each case alternate between them, so load on the shared machine hits
+ * both alike.
  */
 const RUNS = Number(process.env.RUNS ?? 5);
 const COLD = Number(process.env.COLD ?? 3);
+/** Which groups to run: `build`, `commit`, `cli` (strata build), comma-separated; default all. */
+const CASES = new Set((process.env.CASES ?? 'build,commit,cli').split(','));
+const STRATA_BIN = path.join(REPO_ROOT, 'bin', 'strata');
 
 const DOCKERFILE = `FROM bb:latest
 ENV APP_HOME=/app LANG=C.UTF-8
@@ -51,11 +59,11 @@ function makeContext(dir: string): { smallFile: string } {
 }
 
 interface Results {
-  cold: Stats;
-  warm: Stats;
-  touched: Stats;
-  edited: Stats;
-  commit: Stats;
+  cold: Stats | null;
+  warm: Stats | null;
+  touched: Stats | null;
+  edited: Stats | null;
+  commit: Stats | null;
 }
 
 function buildOnce(cli: string, env: Record<string, string>, ctx: string, extra: string[] = []): number {
@@ -65,50 +73,74 @@ function buildOnce(cli: string, env: Record<string, string>, ctx: string, extra:
   });
 }
 
-function measure(cli: string, env: Record<string, string>, ctx: string, smallFile: string): Results {
-  buildOnce(cli, env, ctx); // first build: fills the cache
-  const cold: number[] = [];
-  for (let i = 0; i < COLD; i++) cold.push(buildOnce(cli, env, ctx, ['--no-cache']));
-  buildOnce(cli, env, ctx);
-  const warm: number[] = [];
-  for (let i = 0; i < RUNS; i++) warm.push(buildOnce(cli, env, ctx));
-  const touched: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const t = new Date(Date.now() + (i + 1) * 1000);
-    fs.utimesSync(smallFile, t, t);
-    touched.push(buildOnce(cli, env, ctx));
+/** One client/daemon pair measured; runs of all targets are interleaved (the machine is shared). */
+interface Target {
+  name: string;
+  cli: string;
+  env: Record<string, string>;
+  /** Also measured for cold builds and commit (the strata CLI's cold build is the daemon's). */
+  full: boolean;
+  samples: Record<keyof Results, number[]>;
+}
+
+function target(name: string, cli: string, env: Record<string, string>, full: boolean): Target {
+  return { name, cli, env, full, samples: { cold: [], warm: [], touched: [], edited: [], commit: [] } };
+}
+
+function measureBuilds(targets: Target[], ctx: string, smallFile: string): void {
+  for (const t of targets) buildOnce(t.cli, t.env, ctx); // first build: fills the cache
+  for (let i = 0; i < COLD; i++) {
+    for (const t of targets) if (t.full) t.samples.cold.push(buildOnce(t.cli, t.env, ctx, ['--no-cache']));
   }
-  const edited: number[] = [];
+  for (const t of targets) buildOnce(t.cli, t.env, ctx);
+  for (let i = 0; i < RUNS; i++) for (const t of targets) t.samples.warm.push(buildOnce(t.cli, t.env, ctx));
+  for (let i = 0; i < RUNS; i++) {
+    const time = new Date(Date.now() + (i + 1) * 1000);
+    fs.utimesSync(smallFile, time, time);
+    for (const t of targets) t.samples.touched.push(buildOnce(t.cli, t.env, ctx));
+  }
   for (let i = 0; i < RUNS; i++) {
     fs.writeFileSync(smallFile, `edited ${i} ${Date.now()}\n`);
-    edited.push(buildOnce(cli, env, ctx));
+    for (const t of targets) t.samples.edited.push(buildOnce(t.cli, t.env, ctx));
   }
-  const commit: number[] = [];
+  fs.writeFileSync(smallFile, 'content of 7/42\n');
+}
+
+function measureCommits(targets: Target[]): void {
   for (let i = 0; i < RUNS; i++) {
-    const id = must(
-      cli,
-      [
-        'run',
-        '-d',
-        '--network',
-        'none',
-        'bb:latest',
-        'sh',
-        '-c',
-        'dd if=/dev/urandom of=/written bs=1M count=10 2>/dev/null',
-      ],
-      env,
-    );
-    must(cli, ['wait', id], env);
-    commit.push(timeMs(() => must(cli, ['commit', id, `bench-commit:${i}`], env)));
-    sh(cli, ['rm', '-f', id], env);
+    for (const t of targets) {
+      if (!t.full) continue;
+      const id = must(
+        t.cli,
+        [
+          'run',
+          '-d',
+          '--network',
+          'none',
+          'bb:latest',
+          'sh',
+          '-c',
+          'dd if=/dev/urandom of=/written bs=1M count=10 2>/dev/null',
+        ],
+        t.env,
+      );
+      must(t.cli, ['wait', id], t.env);
+      t.samples.commit.push(timeMs(() => must(t.cli, ['commit', id, `bench-commit:${i}`], t.env)));
+      sh(t.cli, ['rm', '-f', id], t.env);
+    }
   }
+}
+
+function results(t: Target | null): Results | null {
+  if (!t) return null;
+  const of = (xs: number[]) => (xs.length > 0 ? stats(xs) : null);
+  const s = t.samples;
   return {
-    cold: stats(cold),
-    warm: stats(warm),
-    touched: stats(touched),
-    edited: stats(edited),
-    commit: stats(commit),
+    cold: of(s.cold),
+    warm: of(s.warm),
+    touched: of(s.touched),
+    edited: of(s.edited),
+    commit: of(s.commit),
   };
 }
 
@@ -128,22 +160,46 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   try {
     must('docker', ['import', '-', 'bb:latest'], strata.env, tar);
-    const strataResults = measure('docker', strata.env, ctxDir, smallFile);
-    fs.writeFileSync(smallFile, 'content of 7/42\n');
-
-    let dockerResults: Results | null = null;
+    const strataApi = target('strata', 'docker', strata.env, true);
+    // The strata CLI (context sync: only changed files are sent), end to end.
+    const strataCli = target(
+      'strata CLI',
+      STRATA_BIN,
+      // Its digest cache goes with the rest of the run.
+      { STRATA_HOST: strata.env.DOCKER_HOST, XDG_CACHE_HOME: path.join(base, 'cache') },
+      false,
+    );
+    let dockerTarget: Target | null = null;
     if (!process.env.SKIP_DOCKER) {
       fs.mkdirSync(path.join(base, 'docker'), { recursive: true });
       docker = await startDockerd(path.join(base, 'docker'));
       if (docker) {
         must('docker', ['import', '-', 'bb:latest'], docker.env, tar);
-        dockerResults = measure('docker', docker.env, ctxDir, smallFile);
+        dockerTarget = target('docker', 'docker', docker.env, true);
       }
     }
+    const targets = [
+      strataApi,
+      ...(CASES.has('cli') ? [strataCli] : []),
+      ...(dockerTarget ? [dockerTarget] : []),
+    ];
+    if (CASES.has('build')) measureBuilds(targets, ctxDir, smallFile);
+    if (CASES.has('commit')) measureCommits(targets);
+    const strataResults = results(strataApi)!;
+    const cliResults = CASES.has('cli') ? results(strataCli) : null;
+    const dockerResults = results(dockerTarget);
+
     let podmanResults: Results | null = null;
-    if (has('podman') && sh('podman', ['import', '-', 'bb:latest'], {}, tar).code === 0) {
+    if (
+      !process.env.SKIP_PODMAN &&
+      has('podman') &&
+      sh('podman', ['import', '-', 'bb:latest'], {}, tar).code === 0
+    ) {
       try {
-        podmanResults = measure('podman', {}, ctxDir, smallFile);
+        const podman = target('podman', 'podman', {}, true);
+        if (CASES.has('build')) measureBuilds([podman], ctxDir, smallFile);
+        if (CASES.has('commit')) measureCommits([podman]);
+        podmanResults = results(podman);
       } catch (err) {
         lines.push(`podman: ${(err as Error).message.split('\n')[0]}`);
       }
@@ -158,14 +214,27 @@ async function main(): Promise<void> {
     const s = strataResults;
     const d = dockerResults;
     const p = podmanResults;
+    const c = cliResults;
     lines.push(row('cold build (--no-cache)', s.cold, d?.cold ?? null, p?.cold ?? null, '≤ 0.8'));
     lines.push(row('warm rebuild (nothing changed)', s.warm, d?.warm ?? null, p?.warm ?? null, '≤ 0.5'));
     lines.push(
       row('rebuild after touching 1 file (mtime)', s.touched, d?.touched ?? null, p?.touched ?? null, ''),
     );
     lines.push(row('rebuild after editing 1 small file', s.edited, d?.edited ?? null, p?.edited ?? null, ''));
+    lines.push(row('strata build: warm rebuild', c?.warm ?? null, d?.warm ?? null, null, '≤ 0.3'));
+    lines.push(row('strata build: after touching 1 file', c?.touched ?? null, d?.touched ?? null, null, ''));
+    lines.push(row('strata build: after editing 1 file', c?.edited ?? null, d?.edited ?? null, null, ''));
     lines.push(
       row('commit of a container that wrote 10 MB', s.commit, d?.commit ?? null, p?.commit ?? null, '≤ 0.5'),
+    );
+    lines.push(
+      'strata rows: the docker CLI against Strata, except "strata build" (the strata CLI, end to end); runs interleaved',
+    );
+    lines.push(
+      `load average: ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
     );
     if (!d) lines.push('docker: dockerd not available (or SKIP_DOCKER set)');
     if (!has('podman')) lines.push('podman: not installed');

@@ -251,6 +251,8 @@ export class ApiAuthorizer {
 
     // Images: open to use; owners and admins change them.
     for (const p of ['/images/create', '/images/load', '/build', '/auth']) add('POST', p, allowed);
+    // Context sync (strata build): the store is content-addressed, as open as `/build` itself.
+    for (const p of ['/build/context/check', '/build/context/upload']) add('POST', p, allowed);
     add('POST', '/images/prune', adminOnly('image prune'));
     add('POST', '/build/prune', adminOnly('build cache prune'));
     add('POST', '/images/:name+/tag', this.ownerOf('image', 'tag'));

@@ -68,6 +68,8 @@ export function createApiServer(router: Router, options: ApiServerOptions = {}):
         'Cache-Control': 'no-cache, no-store, must-revalidate',
         Pragma: 'no-cache',
         'Builder-Version': '1',
+        // Strata extensions a client may use (README, "Strata extensions").
+        'Strata-Features': 'build-context-sync',
         Swarm: 'inactive',
         'Content-Length': 2,
       });

@@ -2,19 +2,18 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as posixPath from 'node:path/posix';
-import type { Duplex, Readable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { type Digest, shortId } from '../common/digest.js';
 import { errorMessage, InvalidArgument, NotFound, StrataError } from '../common/errors.js';
 import { logger } from '../common/log.js';
 import { parseSignal } from '../containers/config.js';
 import type { CreateBody } from '../containers/types.js';
 import { type ContainerConfig, hostArchitecture, parsePortSpec } from '../images/config.js';
-import type { CreateImageOptions, ImageRecord } from '../images/service.js';
-import { pipeInto } from '../images/streams.js';
+import type { ContainerDiffSource, CreateImageOptions, ImageRecord } from '../images/service.js';
 import { resolveUser } from '../runtime/user.js';
 import { extractArchiveToRoot } from '../snapshots/archive.js';
 import type { Snapshotter } from '../snapshots/snapshotter.js';
-import { runtimeArtifacts, TarEntryFilter } from './artifacts.js';
+import { runtimeArtifacts } from './artifacts.js';
 import type { BuildCache } from './cache.js';
 import type { BuildContext } from './context.js';
 import { bufferSource, type Identity, RootWriter, type WriteOptions } from './copy.js';
@@ -154,8 +153,8 @@ interface StageState {
 }
 
 interface StepResult {
-  /** The layer tar of a file-changing step (null: the step only changed the config). */
-  layer: Readable | null;
+  /** The layer of a file-changing step (null: the step only changed the config). */
+  layer: CreateImageOptions['layers'][number] | null;
   cleanup?: () => Promise<void> | void;
 }
 
@@ -548,7 +547,7 @@ export class Build {
       const config: ContainerConfig = { ...state.config, Image: state.image?.id ?? '' };
       const id = await this.deps.images.createImage({
         parent: state.image,
-        layers: result.layer ? [{ tar: result.layer }] : [],
+        layers: result.layer ? [result.layer] : [],
         config,
         history: [{ created, created_by: createdBy, ...(result.layer ? {} : { empty_layer: true }) }],
         author: state.author,
@@ -801,12 +800,10 @@ export class Build {
       const containerDir = this.deps.containers.containerDir(id);
       const lowers = parent.chainId ? this.deps.snapshotter.lowerDirs(parent.chainId) : [];
       const changes = runtimeArtifacts(path.join(containerDir, 'upper'), lowers);
-      let layer: Readable | null = null;
-      if (!changes.isEmpty) {
-        const packed = this.deps.snapshotter.packContainerDiff(containerDir, this.packOptions());
-        layer = changes.drop.size > 0 ? pipeInto(packed, new TarEntryFilter(changes.drop)) : packed;
-      }
-      await this.commit(state, key, createdBy, { layer });
+      const layer: ContainerDiffSource | null = changes.isEmpty
+        ? null
+        : { containerDir, exclude: changes.drop, ...this.packOptions() };
+      await this.commit(state, key, createdBy, { layer: layer ? { containerDiff: layer } : null });
       succeeded = true;
       keepContainer = !this.options.removeIntermediate;
     } finally {
@@ -863,7 +860,7 @@ export class Build {
         cleanup();
         return { layer: null };
       }
-      return { layer: snapshotter.packContainerDiff(dir, this.packOptions()), cleanup };
+      return { layer: { containerDiff: { containerDir: dir, ...this.packOptions() } }, cleanup };
     } catch (err) {
       cleanup();
       throw err;
@@ -915,7 +912,9 @@ export class Build {
     }
     const plan = this.newPlan(state);
     plan.mkdirAll(dir, { uid: 0, gid: 0 });
-    await this.commit(state, key, createdBy, { layer: plan.isEmpty ? null : plan.toTar(this.epoch) });
+    await this.commit(state, key, createdBy, {
+      layer: plan.isEmpty ? null : { tar: plan.toTar(this.epoch) },
+    });
   }
 
   /** A layer plan against the current image (COPY and WORKDIR without a mount). */
@@ -1076,7 +1075,9 @@ export class Build {
               options,
             );
         }
-        await this.commit(state, key, createdBy, { layer: plan.isEmpty ? null : plan.toTar(this.epoch) });
+        await this.commit(state, key, createdBy, {
+          layer: plan.isEmpty ? null : { tar: plan.toTar(this.epoch) },
+        });
         return;
       }
 

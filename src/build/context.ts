@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { InvalidArgument, StrataError } from '../common/errors.js';
 import { decompress, sniffCompression } from '../images/streams.js';
+import type { ContextManifest } from './context-manifest.js';
+import type { ContextStore } from './context-store.js';
 import type { IgnoreMatcher } from './patterns.js';
 import { type ContextTarHeader, readContextTar } from './tar-reader.js';
 
@@ -32,8 +34,10 @@ export interface ContextEntry {
   mtimeNs: bigint;
   size: number;
   linkname: string;
-  /** Offset of the body in the data file (files). */
+  /** Offset of the body in the data file, or in `source` (files). */
   offset: number;
+  /** A file holding the body (the context store's copy), or null for the context's data file. */
+  source: string | null;
   /** sha256 hex of the body (files). */
   digest: string;
   children: Map<string, ContextEntry> | null;
@@ -69,6 +73,7 @@ function newDir(name: string, relPath: string): ContextEntry {
     size: 0,
     linkname: '',
     offset: 0,
+    source: null,
     digest: '',
     children: new Map(),
   };
@@ -126,6 +131,7 @@ export class BuildContext {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private pendingOffset = 0;
+  private openSource: { path: string; fd: number } | null = null;
 
   private constructor(readonly dataFile: string) {
     this.fd = fs.openSync(dataFile, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
@@ -170,6 +176,61 @@ export class BuildContext {
       context.close();
       if (err instanceof StrataError) throw err;
       throw new InvalidArgument(`invalid build context: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * A context described by a manifest (`strata build`'s context sync): the same tree the tar would
+   * give, with each file's body read from the context store. Every digest must be there.
+   */
+  static fromManifest(manifest: ContextManifest, store: ContextStore, workDir: string): BuildContext {
+    const context = new BuildContext(path.join(workDir, 'context.data'));
+    try {
+      const missing: string[] = [];
+      for (const e of manifest.Entries) {
+        const name = e.Path.slice(e.Path.lastIndexOf('/') + 1);
+        const base: ContextEntry = {
+          name,
+          path: e.Path,
+          type: 'file',
+          mode: e.Mode,
+          uid: 0,
+          gid: 0,
+          mtimeNs: BigInt(e.Mtime) * 1_000_000_000n,
+          size: 0,
+          linkname: '',
+          offset: 0,
+          source: null,
+          digest: '',
+          children: null,
+        };
+        if (e.Type === 'dir') context.insert({ ...base, type: 'directory', children: new Map() });
+        else if (e.Type === 'symlink') context.insert({ ...base, type: 'symlink', linkname: e.Linkname! });
+        else {
+          const hex = e.Digest!.slice('sha256:'.length);
+          const size = store.sizeOf(hex);
+          if (size === null) {
+            missing.push(`${e.Digest} (${e.Path})`);
+            continue;
+          }
+          if (size !== e.Size) {
+            throw new InvalidArgument(
+              `build context: ${JSON.stringify(e.Path)} is ${e.Size} bytes in the manifest but its content ${e.Digest} has ${size}`,
+            );
+          }
+          context.insert({ ...base, size, digest: hex, source: store.pathOf(hex) });
+          context.bytes += size;
+        }
+      }
+      if (missing.length > 0) {
+        throw new InvalidArgument(
+          `build context: ${missing.length} file(s) not in the daemon's context store (upload them first): ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}`,
+        );
+      }
+      return context;
+    } catch (err) {
+      context.close();
+      throw err;
     }
   }
 
@@ -250,6 +311,7 @@ export class BuildContext {
       size: 0,
       linkname: '',
       offset: 0,
+      source: null,
       digest: '',
       children: null,
     };
@@ -264,7 +326,13 @@ export class BuildContext {
         const targetPath = cleanContextPath(header.linkname ?? '');
         const target = targetPath === null ? null : this.lookup(targetPath);
         if (target?.type === 'file') {
-          this.insert({ ...base, size: target.size, offset: target.offset, digest: target.digest });
+          this.insert({
+            ...base,
+            size: target.size,
+            offset: target.offset,
+            source: target.source,
+            digest: target.digest,
+          });
         }
         return null;
       }
@@ -302,6 +370,7 @@ export class BuildContext {
       size: data.length,
       linkname: '',
       offset: this.offset,
+      source: null,
       digest: createHash('sha256').update(data).digest('hex'),
       children: null,
     };
@@ -368,19 +437,37 @@ export class BuildContext {
   /** Fills `buf` from the entry's body starting at `position`; returns the bytes read. */
   read(entry: ContextEntry, buf: Buffer, position: number): number {
     const length = Math.min(buf.length, entry.size - position);
+    const fd = entry.source === null ? this.fd : this.sourceFd(entry.source);
     let done = 0;
     while (done < length) {
-      const n = fs.readSync(this.fd, buf, done, length - done, entry.offset + position + done);
+      const n = fs.readSync(fd, buf, done, length - done, entry.offset + position + done);
       if (n === 0) break;
       done += n;
     }
     return done;
   }
 
+  /** The open store file of the entry read last (files are read in chunks, one after another). */
+  private sourceFd(source: string): number {
+    if (this.openSource?.path !== source) {
+      this.closeSource();
+      this.openSource = { path: source, fd: fs.openSync(source, 'r') };
+    }
+    return this.openSource.fd;
+  }
+
+  private closeSource(): void {
+    if (this.openSource) fs.closeSync(this.openSource.fd);
+    this.openSource = null;
+  }
+
   /** The body of a file entry as a stream (ADD of an archive). */
   openStream(entry: ContextEntry): Readable {
     if (entry.size === 0) return Readable.from([]);
-    return fs.createReadStream(this.dataFile, { start: entry.offset, end: entry.offset + entry.size - 1 });
+    return fs.createReadStream(entry.source ?? this.dataFile, {
+      start: entry.offset,
+      end: entry.offset + entry.size - 1,
+    });
   }
 
   /** Children of a directory, sorted by name (bytewise), as the walk order of a layer. */
@@ -417,6 +504,7 @@ export class BuildContext {
   }
 
   close(): void {
+    this.closeSource();
     if (this.fd >= 0) {
       try {
         fs.closeSync(this.fd);

@@ -22,6 +22,8 @@ import {
 } from './builder.js';
 import { BuildCache } from './cache.js';
 import { BuildContext } from './context.js';
+import type { ContextManifest } from './context-manifest.js';
+import { ContextStore } from './context-store.js';
 import { parseStages } from './instructions.js';
 import { IgnoreMatcher } from './patterns.js';
 
@@ -43,13 +45,30 @@ const log = logger('build');
  * step's container is killed and removed, mounts are released, nothing is tagged.
  *
  * `prune` (`docker builder prune`) forgets cache entries and removes the untagged images only the
- * cache kept alive; images deleted by other means (`docker rmi`, `docker image prune`) drop their
- * cache entries as they go.
+ * cache kept alive, and empties the context store (`<root>/build/context-store`, see ContextStore)
+ * but for what running builds hold; images deleted by other means (`docker rmi`, `docker image
+ * prune`) drop their cache entries as they go.
+ *
+ * Context sync (Strata extension, `strata build`): instead of a tar the client may send a manifest
+ * (`missingContent` first, `uploadContent` for what is missing); `build` then assembles the same
+ * context tree from the store, so the steps, cache keys and layers are those of the tar.
  */
 export interface Builder {
-  build(context: Readable, options: BuildOptions, output: BuildOutput, signal: AbortSignal): Promise<Digest>;
+  build(
+    context: BuildContextInput,
+    options: BuildOptions,
+    output: BuildOutput,
+    signal: AbortSignal,
+  ): Promise<Digest>;
   prune(options: PruneOptions): Promise<PruneResult>;
+  /** Context sync: the digests of a manifest's files the context store lacks (the manifest is checked). */
+  missingContent(manifest: ContextManifest): string[];
+  /** Context sync: stores uploaded bodies (a tar of entries named by their sha256 hex); returns how many were new. */
+  uploadContent(tar: Readable): Promise<number>;
 }
+
+/** The context as sent: a tar (plain or gzip; or a bare Dockerfile), or a manifest of stored bodies. */
+export type BuildContextInput = { tar: Readable } | { manifest: ContextManifest };
 
 export interface PruneOptions {
   /** Forget every cache entry, not only those whose image is gone or unused. */
@@ -111,10 +130,12 @@ export function credentialsFor(auth: BuildOptions['registryAuth'], ref: string):
 export class BuildService implements Builder {
   private readonly cache: BuildCache;
   private readonly tmpDir: string;
+  private readonly contextStore: ContextStore;
 
   constructor(private readonly deps: BuildServiceDeps) {
     this.cache = new BuildCache(deps.db);
     this.tmpDir = path.join(deps.root, 'build', 'tmp');
+    this.contextStore = new ContextStore(path.join(deps.root, 'build', 'context-store'));
     this.sweep();
     ensureDir(this.tmpDir, 0o700);
     deps.events.subscribe((event) => {
@@ -141,8 +162,16 @@ export class BuildService implements Builder {
     }
   }
 
+  missingContent(manifest: ContextManifest): string[] {
+    return this.contextStore.missing(manifest.Entries.filter((e) => e.Type === 'file').map((e) => e.Digest!));
+  }
+
+  uploadContent(tar: Readable): Promise<number> {
+    return this.contextStore.ingestTar(tar);
+  }
+
   async build(
-    body: Readable,
+    input: BuildContextInput,
     options: BuildOptions,
     output: BuildOutput,
     signal: AbortSignal,
@@ -155,9 +184,15 @@ export class BuildService implements Builder {
     if (options.platform !== null && options.platform !== '') checkPlatform(options.platform);
     const workDir = fs.mkdtempSync(path.join(this.tmpDir, 'b-'));
     let context: BuildContext | null = null;
+    let release = () => {};
     try {
       const receiveStarted = performance.now();
-      context = await BuildContext.receive(body, workDir, options.dockerfile);
+      if ('manifest' in input) {
+        release = this.contextStore.hold(
+          input.manifest.Entries.filter((e) => e.Type === 'file').map((e) => e.Digest!.slice(7)),
+        );
+        context = BuildContext.fromManifest(input.manifest, this.contextStore, workDir);
+      } else context = await BuildContext.receive(input.tar, workDir, options.dockerfile);
       log.debug('context received', {
         bytes: context.bytes,
         ms: Math.round(performance.now() - receiveStarted),
@@ -191,6 +226,7 @@ export class BuildService implements Builder {
       return id;
     } finally {
       context?.close();
+      release();
       fs.rmSync(workDir, { recursive: true, force: true });
     }
   }
@@ -237,6 +273,8 @@ export class BuildService implements Builder {
         deleted.push(row.key);
       }
     }
+    const bodies = this.contextStore.prune(options.untilMs);
+    reclaimed += bodies.bytes;
     return { CachesDeleted: deleted.length > 0 ? deleted : null, SpaceReclaimed: reclaimed };
   }
 }

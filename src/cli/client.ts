@@ -83,11 +83,15 @@ const CONNECT_ERRORS = new Set([
 export interface PingResult {
   apiVersion?: string;
   osType?: string;
+  /** Strata extensions the daemon offers (`Strata-Features`); empty for other daemons. */
+  features: string[];
 }
 
 export class EngineClient {
   readonly address: DaemonAddress;
   apiVersion = '1.41';
+  /** Strata extensions of the daemon, as its ping announced them. */
+  features: string[] = [];
   private readonly agent: http.Agent;
 
   constructor(address: DaemonAddress) {
@@ -176,7 +180,11 @@ export class EngineClient {
       const v = res.headers[name];
       return Array.isArray(v) ? v[0] : v;
     };
-    return { apiVersion: header('api-version'), osType: header('ostype') };
+    const features = (header('strata-features') ?? '')
+      .split(',')
+      .map((f) => f.trim())
+      .filter(Boolean);
+    return { apiVersion: header('api-version'), osType: header('ostype'), features };
   }
 
   /**

@@ -57,7 +57,8 @@ interface StartOptions {
 
 /** Pings and settles the API version: ours (1.41) or the daemon's if it is older. */
 async function negotiate(client: EngineClient): Promise<void> {
-  const { apiVersion } = await client.ping();
+  const { apiVersion, features } = await client.ping();
+  client.features = features;
   if (apiVersion && compareVersions(apiVersion, client.apiVersion) < 0) client.apiVersion = apiVersion;
 }
 

@@ -107,6 +107,7 @@ const MAX_USTAR_MTIME_SECONDS = 2 ** 31 - 1;
 // The PAX patch
 
 interface TarStreamHeaders {
+  encode(header: PackHeader | Record<string, unknown>): Buffer | null;
   encodePax(opts: { name?: string; linkname?: string | null; pax?: Record<string, string> | null }): Buffer;
   decodePax(buf: Buffer): Record<string, string>;
 }
@@ -176,9 +177,11 @@ function loadPatchedTarStream(): typeof TarStream {
   const headers = require(path.join(dir, 'headers.js')) as TarStreamHeaders;
   headers.encodePax = encodePaxRecords;
   headers.decodePax = decodePaxRecords;
+  tarHeaders = headers;
   return require('tar-stream') as typeof TarStream;
 }
 
+let tarHeaders: TarStreamHeaders | null = null;
 const tarStream = loadPatchedTarStream();
 
 /** tar-stream's parser, with the binary-safe PAX codec. Listen to `entry`, or use `normalizeTarHeader`. */
@@ -489,6 +492,54 @@ export function toPackHeader(entry: TarEntry): PackHeader {
   };
   if (Object.keys(pax).length > 0) header.pax = pax;
   return header;
+}
+
+/** The two zero blocks that end an archive. */
+export const TAR_TRAILER = Buffer.alloc(1024);
+
+/** Zero bytes that pad a body of `size` bytes to a whole block (possibly empty). */
+export function tarPadding(size: number): Buffer {
+  const rest = size & 511;
+  return rest === 0 ? EMPTY : TAR_TRAILER.subarray(0, 512 - rest);
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The header block(s) `TarWriter` writes for `entry` (PAX header and records included), byte for
+ * byte, for callers that produce a tar synchronously: header, then `entry.size` body bytes, then
+ * `tarPadding(entry.size)`; `TAR_TRAILER` at the end.
+ */
+export function encodeTarHeader(entry: TarEntry): Buffer {
+  const headers = tarHeaders!;
+  const header = toPackHeader(entry);
+  // What tar-stream's pack.entry() does to a header before encoding it.
+  if (!header.size || header.type === 'symlink') header.size = 0;
+  if (!header.pax) {
+    const plain = headers.encode(header);
+    if (plain) return plain;
+  }
+  const records = headers.encodePax({ name: header.name, linkname: header.linkname, pax: header.pax });
+  const paxHeader = {
+    name: 'PaxHeader',
+    mode: header.mode,
+    uid: header.uid,
+    gid: header.gid,
+    size: records.byteLength,
+    mtime: header.mtime,
+    type: 'pax-header',
+    linkname: header.linkname && 'PaxHeader',
+    uname: header.uname,
+    gname: header.gname,
+    devmajor: header.devmajor,
+    devminor: header.devminor,
+  };
+  return Buffer.concat([
+    headers.encode(paxHeader)!,
+    records,
+    tarPadding(records.byteLength),
+    headers.encode({ ...paxHeader, size: header.size, type: header.type })!,
+  ]);
 }
 
 interface StreamxWritable {

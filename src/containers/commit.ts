@@ -1,14 +1,12 @@
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
-import { runtimeArtifacts, TarEntryFilter } from '../build/artifacts.js';
+import { runtimeArtifacts } from '../build/artifacts.js';
 import type { Digest } from '../common/digest.js';
 import { errorMessage, InvalidArgument, NotFound } from '../common/errors.js';
 import type { EventBus } from '../common/events.js';
 import { logger } from '../common/log.js';
 import { applyChanges, type ContainerConfig } from '../images/config.js';
 import { parseNormalizedNamed } from '../images/reference.js';
-import type { CreateImageOptions, ImageRecord } from '../images/service.js';
-import { pipeInto } from '../images/streams.js';
+import type { ContainerDiffSource, CreateImageOptions, ImageRecord } from '../images/service.js';
 import type { Snapshotter } from '../snapshots/snapshotter.js';
 import type { ContainerRecord } from './types.js';
 
@@ -95,22 +93,23 @@ export async function commitContainer(
   try {
     const lowers = record.chainId ? deps.snapshotter.lowerDirs(record.chainId) : [];
     const changes = runtimeArtifacts(path.join(dir, 'upper'), lowers);
-    let layer: Readable | null = null;
-    if (!changes.isEmpty) {
-      const packed = deps.snapshotter.packContainerDiff(dir);
-      layer = changes.drop.size > 0 ? pipeInto(packed, new TarEntryFilter(changes.drop)) : packed;
-      // The container may run on as soon as its upper dir has been read.
-      layer.once('end', () => {
-        packedAt = performance.now();
-        resume();
-      });
-      layer.once('close', resume);
-    } else resume();
+    const layer: ContainerDiffSource | null = changes.isEmpty
+      ? null
+      : {
+          containerDir: dir,
+          exclude: changes.drop,
+          // The container may run on as soon as its upper dir has been read.
+          onPacked: () => {
+            packedAt = performance.now();
+            resume();
+          },
+        };
+    if (layer === null) resume();
     const created = new Date().toISOString();
     const command = record.config.Cmd ?? [record.path, ...record.args];
     const id = await deps.images.createImage({
       parent,
-      layers: layer ? [{ tar: layer }] : [],
+      layers: layer ? [{ containerDiff: layer }] : [],
       config,
       history: [
         {

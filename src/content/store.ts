@@ -47,6 +47,20 @@ export interface BlobWriter extends Writable {
 }
 
 /**
+ * A blob written by synchronous calls from one producer (a layer packed in one pass): `write` copies
+ * small chunks into a 1 MiB batch and writes large ones at once; `digest()` is the sha256 of what was
+ * written so far (call it after the last write); `commit` fsyncs, checks and renames into place like
+ * `BlobWriter.commit` (cheap when a syncfs of the same file system just ran); `abort` removes it.
+ */
+export interface SyncBlobWriter {
+  write(chunk: Buffer): void;
+  digest(): Digest;
+  readonly written: number;
+  commit(expected?: ExpectedBlob): CommitResult;
+  abort(): void;
+}
+
+/**
  * A resumable write of one expected blob under a stable name (`ingest/<ref>`), for downloads that may
  * be cut off: the bytes on disk survive a failed attempt (and a daemon restart), and the next
  * `openIngest` of the same ref continues after them.
@@ -83,6 +97,7 @@ export interface ContentStore {
   /** Stores a small in-memory blob (configs, manifests). */
   writeSmall(data: Buffer, expected?: ExpectedBlob): CommitResult;
   createWriter(expected?: ExpectedBlob): BlobWriter;
+  createSyncWriter(): SyncBlobWriter;
   has(digest: Digest): boolean;
   stat(digest: Digest): BlobInfo | null;
   openRead(digest: Digest, options?: { start?: number }): Readable;
@@ -198,6 +213,11 @@ export class FileContentStore implements ContentStore {
     checkAlgorithm(expected);
     const file = path.join(this.ingestDir, randomBytes(16).toString('hex'));
     return new FileBlobWriter(file, expected, (tmp, digest, size) => this.publish(tmp, digest, size));
+  }
+
+  createSyncWriter(): SyncBlobWriter {
+    const file = path.join(this.ingestDir, randomBytes(16).toString('hex'));
+    return new FileSyncBlobWriter(file, (tmp, digest, size) => this.publish(tmp, digest, size));
   }
 
   has(digest: Digest): boolean {
@@ -381,6 +401,94 @@ class FileBlobWriter extends Writable implements BlobWriter {
     }
     this.closeFd();
     fs.rmSync(this.file, { force: true });
+  }
+}
+
+const BATCH = 1 << 20;
+
+class FileSyncBlobWriter implements SyncBlobWriter {
+  private fd: number | null;
+  private readonly hash = newHash('sha256');
+  private final: Digest | null = null;
+  private size = 0;
+  private readonly batch = Buffer.allocUnsafe(BATCH);
+  private batched = 0;
+  private settled = false;
+
+  constructor(
+    private readonly file: string,
+    private readonly publish: (tmp: string, digest: Digest, size: number) => CommitResult,
+  ) {
+    this.fd = fs.openSync(file, 'wx', 0o644);
+  }
+
+  get written(): number {
+    return this.size;
+  }
+
+  write(chunk: Buffer): void {
+    if (this.settled || this.final !== null) throw new Error('blob writer already finished');
+    this.hash.update(chunk);
+    this.size += chunk.length;
+    if (this.batched + chunk.length <= BATCH) {
+      chunk.copy(this.batch, this.batched);
+      this.batched += chunk.length;
+      return;
+    }
+    this.flush();
+    if (chunk.length >= BATCH / 2) this.writeAll(chunk);
+    else {
+      chunk.copy(this.batch, 0);
+      this.batched = chunk.length;
+    }
+  }
+
+  digest(): Digest {
+    this.final ??= `sha256:${this.hash.digest('hex')}`;
+    return this.final;
+  }
+
+  commit(expected?: ExpectedBlob): CommitResult {
+    if (this.settled) throw new Error('blob writer already committed or aborted');
+    const digest = this.digest();
+    try {
+      this.flush();
+      fs.fsyncSync(this.fd!);
+      fs.closeSync(this.fd!);
+      this.fd = null;
+      this.settled = true;
+      checkExpected(expected, digest, this.size);
+      return this.publish(this.file, digest, this.size);
+    } catch (err) {
+      this.settled = false;
+      this.abort();
+      throw err;
+    }
+  }
+
+  abort(): void {
+    if (this.settled) return;
+    this.settled = true;
+    if (this.fd !== null) {
+      try {
+        fs.closeSync(this.fd);
+      } catch {
+        // already closed
+      }
+      this.fd = null;
+    }
+    fs.rmSync(this.file, { force: true });
+  }
+
+  private flush(): void {
+    if (this.batched === 0) return;
+    this.writeAll(this.batch.subarray(0, this.batched));
+    this.batched = 0;
+  }
+
+  private writeAll(data: Buffer): void {
+    let offset = 0;
+    while (offset < data.length) offset += fs.writeSync(this.fd!, data, offset, data.length - offset);
   }
 }
 

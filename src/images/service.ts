@@ -85,8 +85,11 @@ export interface ImportOptions {
 
 export interface CreateImageOptions {
   parent: ImageRecord | null;
-  /** New layers on top of the parent's, bottom first: uncompressed layer tars. */
-  layers: { tar: Readable }[];
+  /**
+   * New layers on top of the parent's, bottom first: uncompressed layer tars, or a container's
+   * changes, made into a layer and its blob in one pass (`Snapshotter.commitContainerDiff`).
+   */
+  layers: Array<{ tar: Readable } | { containerDiff: ContainerDiffSource }>;
   /** The runtime config of the new image (Env, Cmd, ...). */
   config: ContainerConfig;
   /**
@@ -103,6 +106,16 @@ export interface CreateImageOptions {
   tags?: string[];
   /** RFC 3339 creation time of the config (reproducible builds pin it); default now. */
   created?: string;
+}
+
+/** A container's upper dir as a new layer (commit, RUN steps). */
+export interface ContainerDiffSource {
+  containerDir: string;
+  /** Tar entry names to leave out (the runtime's mount points). */
+  exclude?: ReadonlySet<string>;
+  clampMtime?: number;
+  /** Runs once the upper dir has been read (a paused container may resume). */
+  onPacked?: () => void;
 }
 
 /** Held by an operation that will reference layers and blobs it is writing (see `lease`). */
@@ -842,6 +855,38 @@ export class ImageService {
     };
   }
 
+  /** A container's changes → layer + uncompressed blob, written in one pass, synced once. */
+  private commitDiffLayer(
+    parent: Digest | null,
+    source: ContainerDiffSource,
+    blobs: Digest[],
+    chains: Digest[],
+  ): LayerRecord {
+    const writer = this.content.createSyncWriter();
+    try {
+      const layer = this.snapshotter.commitContainerDiff(source.containerDir, parent, writer, {
+        exclude: source.exclude,
+        clampMtime: source.clampMtime,
+        onPacked: source.onPacked,
+      });
+      chains.push(layer.chainId);
+      const blob = writer.commit({ digest: layer.diffId });
+      if (blob.created) blobs.push(blob.digest);
+      return {
+        blobDigest: blob.digest,
+        mediaType: MediaType.ociLayer,
+        blobSize: blob.size,
+        diffId: layer.diffId,
+        chainId: layer.chainId,
+        tarSize: layer.tarSize,
+        size: layer.size,
+      };
+    } catch (err) {
+      writer.abort();
+      throw err;
+    }
+  }
+
   /** Removes what a failed operation added and nothing references. */
   private discard(blobs: readonly Digest[], chains: readonly Digest[]): void {
     try {
@@ -971,7 +1016,14 @@ export class ImageService {
         const parent = options.parent;
         const layers: LayerRecord[] = [...(parent?.layers ?? [])];
         const created = options.created ?? new Date().toISOString();
-        for (const { tar } of options.layers) {
+        for (const source of options.layers) {
+          if ('containerDiff' in source) {
+            layers.push(
+              this.commitDiffLayer(layers.at(-1)?.chainId ?? null, source.containerDiff, blobs, chains),
+            );
+            continue;
+          }
+          const { tar } = source;
           const blob = await this.content.ingest(tar);
           if (blob.created) blobs.push(blob.digest);
           layers.push(await this.unpackBlob(layers.at(-1)?.chainId ?? null, blob, undefined, chains));

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Digest } from '../common/digest.js';
 import { constants, mountIdmapped, umount2 } from '../native/index.js';
+import type { DiffLayerOptions, TarSink } from './diff-layer.js';
 import { isMountPoint, mountContainerOverlay } from './overlay.js';
 import type { PackOptions } from './pack.js';
 import type { ContainerChange, LayerInfo, Snapshotter } from './snapshotter.js';
@@ -103,6 +104,14 @@ export class IdmappedSnapshotter implements Snapshotter {
   }
   packContainerDiff(containerDir: string, options?: PackOptions): Readable {
     return this.inner.packContainerDiff(containerDir, options);
+  }
+  commitContainerDiff(
+    containerDir: string,
+    parentChainId: Digest | null,
+    sink: TarSink,
+    options?: DiffLayerOptions & { onPacked?: () => void },
+  ): LayerInfo & { tarSize: number } {
+    return this.inner.commitContainerDiff(containerDir, parentChainId, sink, options);
   }
   removeContainerLayer(containerDir: string): void {
     this.inner.removeContainerLayer(containerDir);

@@ -109,17 +109,23 @@ export function entryFromStat(
   return entry;
 }
 
+/** One entry of an upper dir's layer tar; `source` is the file whose body follows (regular files). */
+export interface DiffEntry {
+  entry: TarEntry;
+  source?: string;
+}
+
 /**
- * Writes the tree below `dir` (not `dir` itself) into `writer`, names prefixed by `prefix`
- * (e.g. '' or 'name/'). `hardLinks` maps dev:ino of multiply-linked files to their first name.
+ * The layer tar entries of the tree below `dir` (not `dir` itself), in archive order, names prefixed
+ * by `prefix` (e.g. '' or 'name/'). `hardLinks` maps dev:ino of multiply-linked files to their first
+ * name. Regular files are yielded with `entry.size` from the walk's lstat and their path.
  */
-async function packTree(
-  writer: TarWriter,
+export function* walkUpperDir(
   dir: string,
   prefix: string,
   options: PackOptions,
   hardLinks: Map<string, string>,
-): Promise<void> {
+): Generator<DiffEntry> {
   for (const name of sortNamesBytewise(fs.readdirSync(dir))) {
     const file = `${dir}/${name}`;
     const st = fs.lstatSync(file, { bigint: true });
@@ -127,55 +133,65 @@ async function packTree(
     if (isWhiteoutDevice(st)) {
       // Checked before hard links: the kernel may share one whiteout inode between many names.
       const { mtimeNs, uid, gid } = entryFromStat(name, st, options)!;
-      await writer.add({
-        name: prefix + WHITEOUT_PREFIX + name,
-        type: 'file',
-        mode: 0o600,
-        uid,
-        gid,
-        mtimeNs,
-        size: 0,
-      });
+      yield {
+        entry: {
+          name: prefix + WHITEOUT_PREFIX + name,
+          type: 'file',
+          mode: 0o600,
+          uid,
+          gid,
+          mtimeNs,
+          size: 0,
+        },
+      };
       continue;
     }
     const entry = entryFromStat(archiveName, st, options, { xattrs: readArchivableXattrs(file) });
     if (entry === null) continue;
     if (entry.type === 'directory') {
-      await writer.add(entry);
+      yield { entry };
       if (lgetxattr(file, OPAQUE_XATTR)?.toString() === 'y') {
-        await writer.add({
-          name: `${archiveName}/${WHITEOUT_OPAQUE}`,
-          type: 'file',
-          mode: entry.mode & 0o777,
-          uid: entry.uid,
-          gid: entry.gid,
-          mtimeNs: entry.mtimeNs,
-          size: 0,
-        });
+        yield {
+          entry: {
+            name: `${archiveName}/${WHITEOUT_OPAQUE}`,
+            type: 'file',
+            mode: entry.mode & 0o777,
+            uid: entry.uid,
+            gid: entry.gid,
+            mtimeNs: entry.mtimeNs,
+            size: 0,
+          },
+        };
       }
-      await packTree(writer, file, `${archiveName}/`, options, hardLinks);
+      yield* walkUpperDir(file, `${archiveName}/`, options, hardLinks);
       continue;
     }
     if (st.nlink > 1n) {
       const key = `${st.dev}:${st.ino}`;
       const first = hardLinks.get(key);
       if (first !== undefined) {
-        await writer.add({ ...entry, type: 'link', linkname: first, size: 0, xattrs: undefined });
+        yield { entry: { ...entry, type: 'link', linkname: first, size: 0, xattrs: undefined } };
         continue;
       }
       hardLinks.set(key, archiveName);
     }
-    if (entry.type === 'symlink') {
-      await writer.add({ ...entry, linkname: fs.readlinkSync(file) });
-    } else if (entry.type === 'file') {
-      const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-      try {
-        await writer.addFromFd(entry, fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-    } else {
+    if (entry.type === 'symlink') yield { entry: { ...entry, linkname: fs.readlinkSync(file) } };
+    else if (entry.type === 'file') yield { entry, source: file };
+    else yield { entry };
+  }
+}
+
+async function packTree(writer: TarWriter, dir: string, options: PackOptions): Promise<void> {
+  for (const { entry, source } of walkUpperDir(dir, '', options, new Map())) {
+    if (source === undefined) {
       await writer.add(entry);
+      continue;
+    }
+    const fd = fs.openSync(source, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+      await writer.addFromFd(entry, fd);
+    } finally {
+      fs.closeSync(fd);
     }
   }
 }
@@ -183,7 +199,7 @@ async function packTree(
 /** The layer tar of an overlay upper dir, as a stream. Errors (e.g. a vanished dir) destroy it. */
 export function packLayer(upperDir: string, options: PackOptions = {}): Readable {
   const writer = new TarWriter();
-  void packTree(writer, upperDir.replace(/\/+$/, ''), '', options, new Map())
+  void packTree(writer, upperDir.replace(/\/+$/, ''), options)
     .then(() => writer.finalize())
     .catch((err: Error) => writer.destroy(err));
   return writer.stream;

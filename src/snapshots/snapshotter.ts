@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Digest } from '../common/digest.js';
+import type { DiffLayerOptions, TarSink } from './diff-layer.js';
 import type { PackOptions } from './pack.js';
 
 /**
@@ -20,8 +21,9 @@ import type { PackOptions } from './pack.js';
  *  2. Create a container: `prepareContainerLayer(dir)` makes `dir/upper`, `dir/work`, `dir/rootfs`.
  *  3. Start: `mountContainer(dir, chainId)` mounts overlay(lower = the chain's layers, top first) on
  *     `dir/rootfs`; stop/remove: `unmountContainer(dir)`.
- *  4. Inspect changes: `containerChanges(dir, chainId)` (docker diff); commit: `packContainerDiff(dir)`
- *     gives the upper dir as a layer tar (whiteouts as `.wh.` entries).
+ *  4. Inspect changes: `containerChanges(dir, chainId)` (docker diff); commit: `commitContainerDiff`
+ *     turns the upper dir into a new layer and its tar in one pass (`packContainerDiff` gives only the
+ *     tar, whiteouts as `.wh.` entries).
  *  5. Remove an image: `removeLayer(chainId)` once no image or container references it (the caller
  *     knows the references; this part only refuses to remove a layer that another layer sits on).
  */
@@ -79,6 +81,19 @@ export interface Snapshotter {
    * mtimes; `options.clampMtime` caps them for reproducible builds). Pack while unmounted or paused.
    */
   packContainerDiff(containerDir: string, options?: PackOptions): Readable;
+  /**
+   * The container's changes as a new layer on `parentChainId`, in one pass: the layer tar (what
+   * `packContainerDiff` streams, minus `options.exclude`) goes to `sink` while the same entries are
+   * written into the new layer directory; `onPacked` runs once the upper dir has been read (the
+   * container may go on), then one syncfs makes the layer and whatever `sink` wrote to the same file
+   * system durable before the layer is recorded. An existing chain is reused.
+   */
+  commitContainerDiff(
+    containerDir: string,
+    parentChainId: Digest | null,
+    sink: TarSink,
+    options?: DiffLayerOptions & { onPacked?: () => void },
+  ): LayerInfo & { tarSize: number };
   /** Removes upper/work/rootfs (unmounting first if needed). */
   removeContainerLayer(containerDir: string): void;
 }

@@ -9,6 +9,7 @@ import { logger } from '../common/log.js';
 import { syncfs } from '../native/index.js';
 import { type Db, migrate, type PartSchema } from '../store/db.js';
 import { listChanges } from './changes.js';
+import { type DiffLayerOptions, packAndUnpackDiff, type TarSink } from './diff-layer.js';
 import { extractLayer } from './extract.js';
 import { isMountPoint, mountContainerOverlay, unmountAll } from './overlay.js';
 import { type PackOptions, packLayer } from './pack.js';
@@ -207,6 +208,40 @@ export class OverlaySnapshotter implements Snapshotter {
 
   packContainerDiff(containerDir: string, options: PackOptions = {}): Readable {
     return packLayer(containerPaths(containerDir).upper, options);
+  }
+
+  commitContainerDiff(
+    containerDir: string,
+    parentChainId: Digest | null,
+    sink: TarSink,
+    options: DiffLayerOptions & { onPacked?: () => void } = {},
+  ): LayerInfo & { tarSize: number } {
+    if (parentChainId !== null && !this.hasLayer(parentChainId)) {
+      throw new NotFound(`parent layer ${parentChainId} not found`);
+    }
+    const staging = fs.mkdtempSync(path.join(this.tmpDir, 'layer-'));
+    try {
+      const fsDir = path.join(staging, 'fs');
+      fs.mkdirSync(fsDir, 0o755);
+      const started = performance.now();
+      const { diffId, size, tarSize } = packAndUnpackDiff(
+        containerPaths(containerDir).upper,
+        fsDir,
+        sink,
+        options,
+      );
+      options.onPacked?.();
+      const packed = performance.now();
+      if (this.syncLayers) syncfs(fsDir);
+      log.debug('container diff committed', {
+        packMs: Math.round(packed - started),
+        syncMs: Math.round(performance.now() - packed),
+      });
+      const info = this.commit(staging, this.chainIdOf(parentChainId, diffId), diffId, parentChainId, size);
+      return { ...info, tarSize };
+    } finally {
+      fs.rmSync(staging, { recursive: true, force: true });
+    }
   }
 
   removeContainerLayer(containerDir: string): void {

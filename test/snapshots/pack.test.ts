@@ -5,8 +5,10 @@ import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { readTarEntries } from '../../src/common/tar.js';
 import { constants, lsetxattr, lutimesNs, mknod } from '../../src/native/index.js';
+import { hashingSink, packAndUnpackDiff } from '../../src/snapshots/diff-layer.js';
+import { extractLayer } from '../../src/snapshots/extract.js';
 import { deviceNumbers, packLayer } from '../../src/snapshots/pack.js';
-import { collect, TempDir } from './helpers.js';
+import { collect, describeTree, TempDir } from './helpers.js';
 
 let tmp: TempDir;
 let upper = '';
@@ -37,6 +39,10 @@ before(() => {
   fs.chownSync(path.join(upper, 'big-ids'), 3_000_000, 3_000_001);
   fs.writeFileSync(path.join(upper, 'ünï'), 'u');
   fs.mkdirSync(path.join(upper, 'z', 'y'), { recursive: true });
+  // Several read chunks, an odd size (padding), and a name only PAX can hold.
+  fs.writeFileSync(path.join(upper, 'z/big'), Buffer.alloc(2.5 * 1024 * 1024 + 7, 'x'));
+  fs.writeFileSync(path.join(upper, 'z', 'n'.repeat(180)), 'long name');
+  fs.chmodSync(path.join(upper, 'z/big'), 0o4755);
   // Fix every time, so two packs can be compared and the clamp observed.
   const stamp = (rel: string, seconds: bigint) =>
     lutimesNs(
@@ -81,6 +87,8 @@ describe('packLayer', () => {
       'opt/new',
       'sym',
       'z/',
+      'z/big',
+      `z/${'n'.repeat(180)}`,
       'z/y/',
       'ünï',
     ]);
@@ -123,6 +131,51 @@ describe('packLayer', () => {
     // Clamping changes the bytes, so the digest differs from the unclamped one.
     assert.ok(!(await collect(packLayer(upper, { clampMtime: 1_650_000_000 }))).equals(first));
     assert.ok((await readTarEntries(Readable.from([first]))).length > 0);
+  });
+
+  test('packAndUnpackDiff: the same tar bytes as packLayer, and the tree extractLayer makes of them', async () => {
+    for (const options of [{}, { clampMtime: 1_650_000_000 }]) {
+      const expected = await collect(packLayer(upper, options));
+      const chunks: Buffer[] = [];
+      const hashing = hashingSink();
+      const sink = {
+        write: (chunk: Buffer) => {
+          chunks.push(Buffer.from(chunk));
+          hashing.write(chunk);
+        },
+        digest: () => hashing.digest(),
+      };
+      const onePass = tmp.join(`one-pass-${chunks.length}-${Object.keys(options).length}`);
+      const unpacked = tmp.join(`unpacked-${Object.keys(options).length}`);
+      fs.mkdirSync(onePass);
+      fs.mkdirSync(unpacked);
+      const result = packAndUnpackDiff(upper, onePass, sink, options);
+      const tar = Buffer.concat(chunks);
+      assert.ok(tar.equals(expected), 'tar bytes differ');
+      assert.equal(result.tarSize, expected.length);
+      const reference = await extractLayer(Readable.from([expected]), unpacked);
+      assert.equal(result.diffId, reference.diffId);
+      assert.equal(result.size, reference.size);
+      assert.deepEqual(describeTree(onePass), describeTree(unpacked));
+    }
+  });
+
+  test('packAndUnpackDiff leaves out excluded entries, as TarEntryFilter did', async () => {
+    const target = tmp.join('excluded');
+    fs.mkdirSync(target);
+    const chunks: Buffer[] = [];
+    const hashing = hashingSink();
+    packAndUnpackDiff(
+      upper,
+      target,
+      { write: (c) => void chunks.push(Buffer.from(c)), digest: () => hashing.digest() },
+      { exclude: new Set(['etc/passwd', 'z/y/']) },
+    );
+    const names = (await readTarEntries(Readable.from([Buffer.concat(chunks)]))).map((e) => e.header.name);
+    assert.ok(!names.includes('etc/passwd') && !names.includes('z/y/'));
+    assert.ok(names.includes('etc/.wh.hosts') && names.includes('z/'));
+    assert.ok(!fs.existsSync(path.join(target, 'etc/passwd')));
+    assert.ok(!fs.existsSync(path.join(target, 'z/y')));
   });
 
   test('a missing upper dir destroys the stream with the error', async () => {

@@ -1,12 +1,17 @@
 import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PassThrough, type Readable } from 'node:stream';
+import {
+  CONTEXT_MANIFEST_MEDIA_TYPE,
+  MAX_MANIFEST_BYTES,
+  parseContextManifest,
+} from '../../build/context-manifest.js';
 import { RunFailedError } from '../../build/errors.js';
 import type { Builder, BuildOptions, NetworkMode } from '../../build/service.js';
 import { errorMessage, InvalidArgument } from '../../common/errors.js';
 import { authConfigSchema, credentialsOf, type RegistryCredentials } from '../../distribution/auth.js';
 import { parseGoDuration } from '../../images/config.js';
-import { parseFilters, queryBool, type RouteTable, sendJson } from '../http.js';
+import { parseFilters, queryBool, type RouteTable, readBody, sendJson } from '../http.js';
 
 /** Progress kept back for a quiet build (written only if it fails). */
 const MAX_HELD_BYTES = 1 << 20;
@@ -107,6 +112,15 @@ export function parseBuildOptions(query: URLSearchParams, registryConfig?: strin
   };
 }
 
+async function readJsonValue(req: IncomingMessage): Promise<unknown> {
+  const body = await readBody(req, MAX_MANIFEST_BYTES);
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new InvalidArgument(`invalid build context manifest: ${errorMessage(err)}`);
+  }
+}
+
 /** The request body as a stream the builder may destroy without cutting the connection. */
 function detachedBody(req: IncomingMessage): { body: Readable; finish: () => Promise<void> } {
   const body = new PassThrough({ highWaterMark: 1 << 20 });
@@ -164,6 +178,8 @@ export function registerBuildRoutes(routes: RouteTable, deps: BuildRouteDeps): v
     res.on('close', () => {
       if (!res.writableFinished) abort.abort();
     });
+    const isManifest = String(req.headers['content-type'] ?? '').startsWith(CONTEXT_MANIFEST_MEDIA_TYPE);
+    const manifest = isManifest ? parseContextManifest(await readJsonValue(req)) : null;
     const { body, finish } = detachedBody(req);
     const stream = new LazyProgressStream(res);
     // With q=1 the progress is held back: only the image id is printed, or, when the build fails, the
@@ -181,7 +197,7 @@ export function registerBuildRoutes(routes: RouteTable, deps: BuildRouteDeps): v
     };
     try {
       const id = await deps.builder.build(
-        body,
+        manifest ? { manifest } : { tar: body },
         options,
         {
           stream: (text) => emit({ stream: text }),
@@ -198,6 +214,16 @@ export function registerBuildRoutes(routes: RouteTable, deps: BuildRouteDeps): v
       stream.error(err, err instanceof RunFailedError ? err.exitCode : undefined);
     }
     stream.end();
+  });
+
+  // Context sync (Strata extension): which bodies of a manifest the daemon lacks, and their upload.
+  routes.add('POST', '/build/context/check', async ({ req, res }) => {
+    const manifest = parseContextManifest(await readJsonValue(req));
+    sendJson(res, 200, { Missing: deps.builder.missingContent(manifest) });
+  });
+
+  routes.add('POST', '/build/context/upload', async ({ req, res }) => {
+    sendJson(res, 200, { Stored: await deps.builder.uploadContent(req) });
   });
 
   routes.add('POST', '/build/prune', async ({ res, query }) => {

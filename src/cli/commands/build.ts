@@ -1,19 +1,20 @@
 import * as fs from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import * as path from 'node:path';
 import { PassThrough, type Readable, Transform } from 'node:stream';
 import { loadConfig } from '../auth.js';
+import { BuildDisplay, type BuildProgressMode } from '../build-progress.js';
+import { CONTEXT_SYNC_FEATURE, syncContext } from '../build-sync.js';
+import type { EngineClient, Query } from '../client.js';
+import type { CommandHandler } from '../commands.js';
 import {
-  dockerfileOnlyContext,
+  type ContextOptions,
   type ExtraFile,
   effectiveExcludes,
   looksLikeArchive,
-  packContext,
   randomDockerfileName,
   readIgnorePatterns,
-} from '../build-context.js';
-import { BuildDisplay, type BuildProgressMode } from '../build-progress.js';
-import type { Query } from '../client.js';
-import type { CommandHandler } from '../commands.js';
+} from '../context-ignore.js';
 import { CliError, UsageError } from '../errors.js';
 import type { FlagValues } from '../flags.js';
 import { humanSize } from '../format.js';
@@ -132,12 +133,29 @@ export interface PreparedContext {
   dockerfile: string;
 }
 
+/** A context to send: a ready stream (stdin), or a directory with what to leave out and add. */
+export type PlannedContext =
+  | { kind: 'stream'; body: Readable; dockerfile: string }
+  | { kind: 'directory'; dir: string; options: ContextOptions; dockerfile: string };
+
 /** Resolves the context argument and -f into the tar to send and the `dockerfile` parameter. */
 export async function prepareContext(
   contextArg: string,
   file: string | undefined,
   opts: { cwd?: string; stdin?: NodeJS.ReadableStream } = {},
 ): Promise<PreparedContext> {
+  const planned = await planContext(contextArg, file, opts);
+  if (planned.kind === 'stream') return { body: planned.body, dockerfile: planned.dockerfile };
+  const { packContext } = await import('../build-context.js');
+  return { body: packContext(planned.dir, planned.options), dockerfile: planned.dockerfile };
+}
+
+/** Resolves the context argument and -f: what the context is and the `dockerfile` parameter. */
+export async function planContext(
+  contextArg: string,
+  file: string | undefined,
+  opts: { cwd?: string; stdin?: NodeJS.ReadableStream } = {},
+): Promise<PlannedContext> {
   const cwd = opts.cwd ?? process.cwd();
   const stdin = opts.stdin ?? process.stdin;
   if (contextArg === '-') {
@@ -147,9 +165,10 @@ export async function prepareContext(
     if (looksLikeArchive(data)) {
       const body = new PassThrough();
       body.end(data);
-      return { body, dockerfile: file ?? 'Dockerfile' };
+      return { kind: 'stream', body, dockerfile: file ?? 'Dockerfile' };
     }
-    return { body: dockerfileOnlyContext(data), dockerfile: 'Dockerfile' };
+    const { dockerfileOnlyContext } = await import('../build-context.js');
+    return { kind: 'stream', body: dockerfileOnlyContext(data), dockerfile: 'Dockerfile' };
   }
   if (/^(https?:\/\/|git@|git:\/\/|github\.com\/)/.test(contextArg)) {
     throw new CliError(`unable to prepare context: remote contexts are not supported: ${contextArg}`);
@@ -206,7 +225,75 @@ export async function prepareContext(
     // The generated Dockerfile must not end up in the image through `COPY . …`.
     replace.set('.dockerignore', Buffer.concat([ignoreText, Buffer.from(`\n${stdinName}\n`)]));
   }
-  return { body: packContext(dir, { excludes, extra, replace }), dockerfile };
+  return { kind: 'directory', dir, options: { excludes, extra, replace }, dockerfile };
+}
+
+/** The whole context as a tar, as the docker CLI sends it. */
+async function sendTar(
+  client: EngineClient,
+  body: Readable,
+  query: Query,
+  mode: BuildProgressMode,
+): Promise<IncomingMessage> {
+  let sent = 0;
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      sent += chunk.length;
+      callback(null, chunk);
+    },
+  });
+  const uploaded = new Promise<void>((resolve, reject) => {
+    counted.on('end', resolve);
+    body.on('error', reject);
+  });
+  body.pipe(counted);
+  // Surface an unreadable context file rather than a broken pipe.
+  uploaded.catch(() => {});
+
+  const res = await client.request('POST', '/build', {
+    query,
+    body: counted,
+    contentType: 'application/x-tar',
+    headers: { 'X-Registry-Config': registryConfigHeader() },
+  });
+  try {
+    await uploaded;
+  } catch (err) {
+    res.destroy();
+    throw new CliError(`error sending the build context: ${(err as Error).message}`);
+  }
+  if (mode !== 'quiet') {
+    process.stdout.write(`Sending build context to Strata daemon ${humanSize(sent, 4).padStart(8)}\n`);
+  }
+  return res;
+}
+
+/** Context sync: only the contents the daemon lacks are sent, then the context's description. */
+async function sendSynced(
+  client: EngineClient,
+  dir: string,
+  options: ContextOptions,
+  query: Query,
+  mode: BuildProgressMode,
+): Promise<IncomingMessage> {
+  let synced: Awaited<ReturnType<typeof syncContext>>;
+  try {
+    synced = await syncContext(client, dir, options);
+  } catch (err) {
+    if (err instanceof CliError) throw err;
+    throw new CliError(`error sending the build context: ${(err as Error).message}`);
+  }
+  if (mode !== 'quiet') {
+    process.stdout.write(
+      `Sending build context to Strata daemon ${humanSize(synced.sentBytes, 4).padStart(8)} (${synced.sentFiles} of ${synced.files} files; ${humanSize(synced.contextBytes, 4)} in all)\n`,
+    );
+  }
+  return client.request('POST', '/build', {
+    query,
+    body: synced.body,
+    contentType: synced.contentType,
+    headers: { 'X-Registry-Config': registryConfigHeader() },
+  });
 }
 
 function progressMode(flags: FlagValues): BuildProgressMode {
@@ -224,40 +311,22 @@ export const buildCommand: CommandHandler = async (ctx) => {
   const mode = progressMode(flags);
   const iidfile = flags.string('iidfile');
   if (iidfile) fs.rmSync(iidfile, { force: true });
-  const prepared = await prepareContext(ctx.args[0], flags.string('file'));
-  const query = buildQuery(flags, prepared.dockerfile);
-
-  let sent = 0;
-  const counted = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      sent += chunk.length;
-      callback(null, chunk);
-    },
-  });
-  const uploaded = new Promise<void>((resolve, reject) => {
-    counted.on('end', resolve);
-    prepared.body.on('error', reject);
-  });
-  prepared.body.pipe(counted);
-  // Surface an unreadable context file rather than a broken pipe.
-  uploaded.catch(() => {});
-
+  const planned = await planContext(ctx.args[0], flags.string('file'));
+  const query = buildQuery(flags, planned.dockerfile);
   const client = await ctx.client();
-  const res = await client.request('POST', '/build', {
-    query,
-    body: counted,
-    contentType: 'application/x-tar',
-    headers: { 'X-Registry-Config': registryConfigHeader() },
-  });
-  try {
-    await uploaded;
-  } catch (err) {
-    res.destroy();
-    throw new CliError(`error sending the build context: ${(err as Error).message}`);
-  }
-  if (mode !== 'quiet') {
-    process.stdout.write(`Sending build context to Strata daemon ${humanSize(sent, 4).padStart(8)}\n`);
-  }
+  const res =
+    planned.kind === 'directory' &&
+    client.features.includes(CONTEXT_SYNC_FEATURE) &&
+    process.env.STRATA_BUILD_CONTEXT_SYNC !== '0'
+      ? await sendSynced(client, planned.dir, planned.options, query, mode)
+      : await sendTar(
+          client,
+          planned.kind === 'stream'
+            ? planned.body
+            : (await import('../build-context.js')).packContext(planned.dir, planned.options),
+          query,
+          mode,
+        );
   const columns = (process.stdout as { columns?: number }).columns ?? 80;
   const display = new BuildDisplay(process.stdout, { mode, columns });
   try {
