@@ -257,11 +257,16 @@ export class FileContentStore implements ContentStore {
     return out;
   }
 
-  /** Removes partial writes older than `maxAgeMs` (left by a crash); returns how many. */
+  /**
+   * Removes partial writes untouched for `maxAgeMs`: left by a crash, or a pull that was never
+   * resumed (`openIngest` keeps a failed download's bytes for the next attempt). Ingests open right
+   * now are left alone. Returns how many were removed.
+   */
   removeStaleIngests(maxAgeMs: number): number {
     let removed = 0;
     const cutoff = Date.now() - maxAgeMs;
     for (const name of fs.readdirSync(this.ingestDir)) {
+      if (this.openIngests.has(name)) continue;
       const file = path.join(this.ingestDir, name);
       try {
         if (fs.statSync(file).mtimeMs < cutoff) {
