@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { InvalidArgument } from '../common/errors.js';
@@ -82,6 +83,7 @@ export const configSchema = z.strictObject({
     })
     .optional(),
   auth: authSchema.optional(),
+  workers: z.number().int().min(1).max(64).optional(),
 });
 export type ConfigFile = z.infer<typeof configSchema>;
 
@@ -96,8 +98,17 @@ export interface RegistryConfig {
   gracePeriodSeconds: number;
   uploadMaxAgeSeconds: number;
   auth?: AuthConfig;
+  /** HTTP server processes sharing the storage (node:cluster); 1 serves from the main process. */
+  workers: number;
+  /** PEM of the token signing key when it is not a file (handed to workers, so they agree on it). */
+  signingKeyPem?: string;
   /** Directory against which relative file names of the config are resolved. */
   baseDir: string;
+}
+
+/** One HTTP process per CPU, as a Go server uses every core; up to 4. */
+export function defaultWorkers(): number {
+  return Math.max(1, Math.min(4, os.availableParallelism()));
 }
 
 export const DEFAULT_ROOT = '/var/lib/strata-registry';
@@ -125,7 +136,7 @@ export function loadConfigFile(file: string): ConfigFile {
 
 export function resolveConfig(
   file: ConfigFile,
-  flags: { root?: string; addr?: string },
+  flags: { root?: string; addr?: string; workers?: number },
   baseDir = process.cwd(),
 ): RegistryConfig {
   const addr = flags.addr ?? file.addr ?? DEFAULT_ADDR;
@@ -141,6 +152,7 @@ export function resolveConfig(
     gracePeriodSeconds: file.gc?.gracePeriodSeconds ?? 3600,
     uploadMaxAgeSeconds: file.gc?.uploadMaxAgeSeconds ?? 7 * 24 * 3600,
     auth: file.auth,
+    workers: flags.workers ?? file.workers ?? defaultWorkers(),
     baseDir,
   };
 }

@@ -159,6 +159,7 @@ describe('interrupted pull', () => {
     fs.writeFileSync(recent, randomBytes(4096));
     const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
     fs.utimesSync(abandoned, twoDaysAgo, twoDaysAgo);
+    await b.kill();
     await b.restart();
     assert.equal(fs.existsSync(abandoned), false, 'never resumed: swept');
     assert.equal(fs.existsSync(recent), true, 'may still be resumed: kept');
