@@ -98,6 +98,7 @@ async function startStrata(base: string): Promise<Server> {
       root,
       '--addr',
       `127.0.0.1:${port}`,
+      ...(process.env.STRATA_REGISTRY_ARGS ?? '').split(/\s+/).filter(Boolean),
     ],
     { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, STRATA_LOG_LEVEL: 'warn' } },
   );

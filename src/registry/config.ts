@@ -11,6 +11,7 @@ import { DEFAULT_MANIFEST_MAX_BYTES } from './manifests.js';
  *
  * {
  *   "addr": "127.0.0.1:5000",                 listen address; --addr wins
+ *   "workers": 2,                             HTTP processes on the storage; default one per CPU (≤ 4); --workers wins
  *   "root": "/var/lib/strata-registry",       storage root; --root wins
  *   "tls": { "cert": "cert.pem", "key": "key.pem" },            serve HTTPS with this PEM pair
  *   "storage": { "driver": "filesystem" },
