@@ -67,9 +67,8 @@ export interface Ingest {
   readonly size: number;
   append(): Writable;
   /**
-   * Hashes `chunk` and queues a copy of it for the file before returning (counted in `size` at once;
-   * the writes run in order on the pool thread, and `commit`/`close` wait for them): for sources that
-   * hand out bytes in a buffer they reuse, such as a socket read into one buffer.
+   * Hashes and writes `chunk` at the end before returning (a synchronous write to the page cache):
+   * for sources that hand out bytes in a buffer they reuse, such as a socket read into one buffer.
    */
   appendSync(chunk: Buffer): void;
   commit(): Promise<CommitResult>;
@@ -404,18 +403,13 @@ interface IngestHooks {
 }
 
 const READ_CHUNK = 1 << 20;
+const COPY_PIECE = 64 * 1024;
 
 /** `Ingest` on a file under `ingest/`; appends at the end, followers read through their own fd. */
 class FileIngest implements Ingest {
   private fd: number | null;
   private readonly hash = newHash('sha256');
-  /** Bytes accepted and hashed; `written` of them are in the file, the rest queued for it. */
   private bytes: number;
-  private written: number;
-  private writeQueue: Buffer[] = [];
-  private writing = false;
-  private writeFailure: Error | null = null;
-  private readonly drainWaiters: Array<() => void> = [];
   private state: 'open' | 'committed' | 'closed' = 'open';
   private failure: Error | null = null;
   private appending = false;
@@ -434,7 +428,6 @@ class FileIngest implements Ingest {
   ) {
     this.fd = fd;
     this.bytes = size;
-    this.written = size;
   }
 
   static async open(
@@ -471,7 +464,6 @@ class FileIngest implements Ingest {
       if (n === 0) break;
       this.hash.update(buf.subarray(0, n));
       this.bytes += n;
-      this.written += n;
     }
   }
 
@@ -496,50 +488,30 @@ class FileIngest implements Ingest {
   appendSync(chunk: Buffer): void {
     if (this.state !== 'open' || this.fd === null) throw new Error(`ingest ${this.ref} is ${this.state}`);
     if (this.appending) throw new Conflict(`ingest ${this.ref} already has a writer`);
-    if (this.writeFailure !== null) throw this.writeFailure;
     if (this.bytes + chunk.length > this.expected.size) {
       throw new InvalidArgument(`size mismatch: more than the expected ${this.expected.size} bytes`);
     }
     this.hash.update(chunk);
     const start = this.bytes;
-    // The caller reuses its buffer: the file write and live followers share one copy. (Node 20's
-    // Buffer.from of a 1 MiB buffer took 9× as long as this copy, a quarter of a pull's CPU time.)
-    const copy = Buffer.allocUnsafeSlow(chunk.length);
-    chunk.copy(copy);
-    this.bytes += chunk.length;
-    // Written on the pool thread, in order, so the event loop goes on hashing and unpacking.
-    this.writeQueue.push(copy);
-    this.flushWrites();
-    for (const follower of [...this.live]) follower.deliver([copy], start);
-  }
-
-  /** One writev at a time of everything queued, at the end of what is written. */
-  private flushWrites(): void {
-    if (this.writing || this.fd === null) return;
-    if (this.writeQueue.length === 0 || this.writeFailure !== null) {
-      for (const wake of this.drainWaiters.splice(0)) wake();
-      return;
+    let offset = 0;
+    while (offset < chunk.length) {
+      offset += fs.writeSync(this.fd, chunk, offset, chunk.length - offset, start + offset);
     }
-    const chunks = this.writeQueue;
-    this.writeQueue = [];
-    const length = chunks.reduce((sum, c) => sum + c.length, 0);
-    this.writing = true;
-    writevFully(this.fd, chunks, this.written, length, (err) => {
-      this.writing = false;
-      if (err) this.writeFailure ??= err;
-      else this.written += length;
-      this.notify();
-      this.flushWrites();
-    });
-  }
-
-  /** Resolves once every accepted byte is in the file; rejects when a write failed. */
-  private drainWrites(): Promise<void> {
-    const check = (): void => {
-      if (this.writeFailure !== null) throw this.writeFailure;
-    };
-    if (!this.writing && this.writeQueue.length === 0) return Promise.resolve().then(check);
-    return new Promise<void>((resolve) => this.drainWaiters.push(resolve)).then(check);
+    this.bytes += chunk.length;
+    this.notify();
+    if (this.live.size > 0) {
+      // The caller reuses its buffer: live followers get their own copy, in pieces of at most 64 KiB.
+      // A fresh 1 MiB buffer per socket read cost a quarter of a pull's CPU time (new memory from
+      // mmap, faulted in page by page, unmapped again); small ones come from malloc's reused heap.
+      const pieces: Buffer[] = [];
+      for (let at = 0; at < chunk.length; at += COPY_PIECE) {
+        const end = Math.min(chunk.length, at + COPY_PIECE);
+        const piece = Buffer.allocUnsafeSlow(end - at);
+        chunk.copy(piece, 0, at, end);
+        pieces.push(piece);
+      }
+      for (const follower of [...this.live]) follower.deliver(pieces, start);
+    }
   }
 
   append(): Writable {
@@ -558,13 +530,8 @@ class FileIngest implements Ingest {
       }
       for (const chunk of chunks) this.hash.update(chunk);
       const start = this.bytes;
-      writevFully(this.fd, chunks, start, length, (err) => {
-        if (!err) {
-          this.bytes += length;
-          this.written += length;
-          this.notify();
-          for (const follower of [...this.live]) follower.deliver(chunks, start);
-        }
+      this.writeAll(chunks, start, length, (err) => {
+        if (!err) for (const follower of [...this.live]) follower.deliver(chunks, start);
         callback(err);
       });
     };
@@ -587,17 +554,35 @@ class FileIngest implements Ingest {
     });
   }
 
+  private writeAll(
+    chunks: Buffer[],
+    position: number,
+    remaining: number,
+    callback: (error?: Error | null) => void,
+  ): void {
+    fs.writev(this.fd!, chunks, position, (err, written) => {
+      if (err) return callback(err);
+      this.bytes += written;
+      this.notify();
+      if (written >= remaining) return callback();
+      // A short write: continue after what was written.
+      let skip = written;
+      const rest: Buffer[] = [];
+      for (const chunk of chunks) {
+        if (skip >= chunk.length) {
+          skip -= chunk.length;
+          continue;
+        }
+        rest.push(skip > 0 ? chunk.subarray(skip) : chunk);
+        skip = 0;
+      }
+      this.writeAll(rest, position + written, remaining - written, callback);
+    });
+  }
+
   async commit(): Promise<CommitResult> {
     if (this.state !== 'open') throw new Error(`ingest ${this.ref} is ${this.state}`);
     if (this.appending) throw new Error(`ingest ${this.ref} still has a writer`);
-    try {
-      await this.drainWrites();
-    } catch (err) {
-      // A failed write may have left anything past `written`: nothing of it is worth resuming.
-      this.finish(err instanceof Error ? err : new Error(String(err)), false);
-      throw err;
-    }
-    if (this.state !== 'open') throw new Error(`ingest ${this.ref} is ${this.state}`);
     const fd = this.fd!;
     if (this.bytes !== this.expected.size) {
       const error = new InvalidArgument(
@@ -628,9 +613,6 @@ class FileIngest implements Ingest {
   }
 
   async close(options: { keep?: boolean } = {}): Promise<void> {
-    if (this.state !== 'open') return;
-    // Queued bytes go to the file first: a kept ingest resumes after them.
-    await this.drainWrites().catch(() => undefined);
     if (this.state !== 'open') return;
     this.finish(
       new Error(`ingest ${this.ref} was closed before its blob was complete`),
@@ -700,7 +682,7 @@ class FileIngest implements Ingest {
     }
     function pump(): void {
       if (busy || isLive || stream.destroyed) return;
-      const end = ingest.state === 'committed' ? ingest.expected.size : ingest.written;
+      const end = ingest.state === 'committed' ? ingest.expected.size : ingest.bytes;
       if (position < end) {
         busy = true;
         const length = Math.min(READ_CHUNK, end - position);
@@ -728,39 +710,9 @@ class FileIngest implements Ingest {
         stream.destroy(ingest.failure ?? new Error(`ingest ${ingest.ref} was closed`));
         return;
       }
-      if (position < ingest.bytes) {
-        // Accepted bytes still on their way to the file: read them once they are there.
-        ingest.waiters.add(pump);
-        return;
-      }
       isLive = true;
       ingest.live.add(live);
     }
     return stream;
   }
-}
-
-/** writev(2) of all of `chunks` at `position`, continuing after short writes. */
-function writevFully(
-  fd: number,
-  chunks: Buffer[],
-  position: number,
-  remaining: number,
-  callback: (error: Error | null) => void,
-): void {
-  fs.writev(fd, chunks, position, (err, written) => {
-    if (err) return callback(err);
-    if (written >= remaining) return callback(null);
-    let skip = written;
-    const rest: Buffer[] = [];
-    for (const chunk of chunks) {
-      if (skip >= chunk.length) {
-        skip -= chunk.length;
-        continue;
-      }
-      rest.push(skip > 0 ? chunk.subarray(skip) : chunk);
-      skip = 0;
-    }
-    writevFully(fd, rest, position + written, remaining - written, callback);
-  });
 }

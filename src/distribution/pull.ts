@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { z } from 'zod';
 import { chainIds, type Digest, digestAlgorithm, newHash } from '../common/digest.js';
@@ -320,6 +321,8 @@ class Pull {
     }
 
     const controller = new AbortController();
+    // Two listeners per layer (its download, its unpack), all layers at once.
+    setMaxListeners(2 * plans.length + 10, controller.signal);
     const onAbort = (): void => controller.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
     let firstError: unknown = null;

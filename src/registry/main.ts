@@ -18,7 +18,7 @@ const USAGE = `Usage:
   strata registry hash-password            (reads a password on stdin, prints its bcrypt hash)
 
 Defaults: --root /var/lib/strata-registry, --addr 127.0.0.1:5000, no authentication, one HTTP
-worker process per CPU (up to 4) sharing the storage.`;
+process (--workers N: N processes sharing the storage).`;
 
 /** Entry point of `strata registry …` (argv starts with 'registry'). */
 export async function main(argv: string[]): Promise<void> {
