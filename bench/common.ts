@@ -28,6 +28,14 @@ export function must(cmd: string, args: string[], env: Record<string, string> = 
   return r.stdout.trim();
 }
 
+/**
+ * Extra node flags for the Strata processes a bench starts (daemon, registry), e.g.
+ * `BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"` to profile them (NODE_OPTIONS refuses --cpu-prof).
+ */
+export function benchNodeArgs(): string[] {
+  return (process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+}
+
 export function timeMs(fn: () => void): number {
   const t0 = process.hrtime.bigint();
   fn();
@@ -107,6 +115,7 @@ export async function startStrata(base: string): Promise<Daemon> {
   const child = spawn(
     process.execPath,
     [
+      ...benchNodeArgs(),
       '--max-semi-space-size=1',
       path.join(REPO_ROOT, 'bin', 'strata'),
       'daemon',

@@ -89,7 +89,17 @@ async function startStrata(base: string): Promise<Server> {
   const root = path.join(base, 'strata-root');
   const child = spawn(
     process.execPath,
-    [path.join(REPO_ROOT, 'bin/strata'), 'registry', 'serve', '--root', root, '--addr', `127.0.0.1:${port}`],
+    [
+      ...(process.env.BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
+      path.join(REPO_ROOT, 'bin/strata'),
+      'registry',
+      'serve',
+      '--root',
+      root,
+      '--addr',
+      `127.0.0.1:${port}`,
+      ...(process.env.STRATA_REGISTRY_ARGS ?? '').split(/\s+/).filter(Boolean),
+    ],
     { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, STRATA_LOG_LEVEL: 'warn' } },
   );
   const url = `http://127.0.0.1:${port}`;

@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { packEntries } from '../src/common/tar.js';
 import {
+  benchNodeArgs,
   busyboxTar,
   type Daemon,
   has,
@@ -57,6 +58,7 @@ async function startRegistry(base: string): Promise<Registry> {
   const child: ChildProcess = spawn(
     process.execPath,
     [
+      ...benchNodeArgs(),
       path.join(REPO_ROOT, 'bin', 'strata'),
       'registry',
       'serve',

@@ -63,6 +63,22 @@ function which(binary: string): string | null {
   return null;
 }
 
+/**
+ * Partial downloads are kept so that the next pull of the blob resumes after them; one that nobody
+ * resumed within a day (the image was never pulled again) is garbage.
+ */
+const INGEST_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+const INGEST_SWEEP_INTERVAL_MS = 60 * 60 * 1000;
+
+function sweepStaleIngests(content: FileContentStore): void {
+  try {
+    const removed = content.removeStaleIngests(INGEST_MAX_AGE_MS);
+    if (removed > 0) log.info('removed partial downloads nobody resumed', { count: removed });
+  } catch (err) {
+    log.warn('sweeping partial downloads failed', { error: errorMessage(err) });
+  }
+}
+
 /** Refuses to start over a live daemon; removes a stale socket file left by a crash. */
 async function claimSocket(socketPath: string): Promise<void> {
   if (!fs.existsSync(socketPath)) return;
@@ -188,6 +204,8 @@ export async function main(argv: string[]): Promise<void> {
   await images
     .collectGarbage()
     .catch((err) => log.warn('image garbage collection failed', { error: errorMessage(err) }));
+  sweepStaleIngests(content);
+  setInterval(() => sweepStaleIngests(content), INGEST_SWEEP_INTERVAL_MS).unref();
 
   const router = new Router();
   registerSystemRoutes(router, {

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { z } from 'zod';
 import { chainIds, type Digest, digestAlgorithm, newHash } from '../common/digest.js';
@@ -6,7 +7,7 @@ import type { ContentStore } from '../content/store.js';
 import { type Descriptor, type ImageConfig, type ImageManifest, parseImageConfig } from '../images/config.js';
 import { familiarName, familiarString, type NamedReference } from '../images/reference.js';
 import type { ImageLease, ImageService, LayerRecord } from '../images/service.js';
-import { ByteCounter, decompress, pipeInto, sniffCompression } from '../images/streams.js';
+import { ByteCounter, decompress, peekCompression, pipeInto } from '../images/streams.js';
 import type { Snapshotter } from '../snapshots/snapshotter.js';
 import type { BlobDownload, DownloadEvent, DownloadManager } from './downloads.js';
 import { RegistryResponseError, registryError } from './errors.js';
@@ -320,6 +321,8 @@ class Pull {
     }
 
     const controller = new AbortController();
+    // Two listeners per layer (its download, its unpack), all layers at once.
+    setMaxListeners(2 * plans.length + 10, controller.signal);
     const onAbort = (): void => controller.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
     let firstError: unknown = null;
@@ -343,10 +346,13 @@ class Pull {
       let parent: Promise<Digest | null> = Promise.resolve(null);
       for (const plan of plans) {
         const below = parent;
+        // Every layer unpacks as its bytes arrive, into staging; it is committed once its parent is.
         const record = (async (): Promise<LayerRecord> => {
-          const parentChain = await below;
-          if (plan.existing) return plan.existing;
-          return this.unpack(plan, parentChain, progress, controller.signal);
+          if (plan.existing) {
+            await below;
+            return plan.existing;
+          }
+          return this.unpack(plan, below, progress, controller.signal);
         })().catch(fail);
         records.push(record);
         parent = record.then((r) => r.chainId);
@@ -401,7 +407,7 @@ class Pull {
   /** Unpacks one downloaded layer on its parent, reading the blob while it arrives. */
   private async unpack(
     plan: LayerPlan,
-    parentChain: Digest | null,
+    parentChain: Promise<Digest | null>,
     progress: ProgressSink,
     signal: AbortSignal,
   ): Promise<LayerRecord> {
@@ -432,12 +438,17 @@ class Pull {
       }),
     );
     try {
-      const { compression, stream } = await sniffCompression(counted);
-      const counter = pipeInto(decompress(stream, compression), new ByteCounter());
-      const layer = await snapshotter.unpackLayer(parentChain, counter, plan.diffId);
+      const { compression, stream } = await peekCompression(counted);
+      // An uncompressed blob is its own layer tar: the content store's digest check is the diff id's.
+      const isPlainBlob = compression === 'none' && plan.descriptor.digest === plan.diffId;
+      const counter = isPlainBlob ? null : pipeInto(decompress(stream, compression), new ByteCounter());
+      const layer = await snapshotter.unpackLayer(parentChain, counter ?? stream, plan.diffId, {
+        diffIdVerified: isPlainBlob,
+      });
       await download.done;
       bar.update(total, true);
-      metadata.rememberPulledLayer(plan.descriptor.digest, { diffId: layer.diffId, tarSize: counter.bytes });
+      const tarSize = counter?.bytes ?? plan.descriptor.size;
+      metadata.rememberPulledLayer(plan.descriptor.digest, { diffId: layer.diffId, tarSize });
       progress(layerStatus(plan.id, 'Pull complete'));
       return {
         blobDigest: plan.descriptor.digest,
@@ -445,7 +456,7 @@ class Pull {
         blobSize: plan.descriptor.size,
         diffId: layer.diffId,
         chainId: layer.chainId,
-        tarSize: counter.bytes,
+        tarSize,
         size: layer.size,
       };
     } catch (err) {

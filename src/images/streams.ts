@@ -55,6 +55,41 @@ export async function sniffCompression(
   return { compression: detectCompression(head), stream: Readable.from(replay(), { objectMode: false }) };
 }
 
+/**
+ * `sniffCompression` without a stream stacked on `source`: the first bytes are read in flowing mode,
+ * the stream paused and the bytes put back with `unshift`, so the caller reads `source` itself (on a
+ * pull every stacked stream costs a hop per chunk). For byte streams only.
+ */
+export async function peekCompression(
+  source: Readable,
+): Promise<{ compression: Compression; stream: Readable }> {
+  const head = await new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const finish = (err?: Error): void => {
+      source.off('data', onData);
+      source.off('end', onEnd);
+      source.off('error', finish);
+      source.pause();
+      if (err) reject(err);
+      else resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+    };
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      length += chunk.length;
+      if (length >= 6) finish();
+    };
+    const onEnd = (): void => finish();
+    source.on('data', onData);
+    source.on('end', onEnd);
+    source.on('error', finish);
+  });
+  const compression = detectCompression(head);
+  if (source.readableEnded) return { compression, stream: Readable.from(head.length > 0 ? [head] : []) };
+  if (head.length > 0) source.unshift(head);
+  return { compression, stream: source };
+}
+
 /** Connects `source` to `target` with error propagation both ways and returns `target`. */
 export function pipeInto<T extends Duplex>(source: Readable, target: T): T {
   pipeline(source, target).catch(() => {

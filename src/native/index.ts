@@ -126,6 +126,8 @@ export interface StrataNative {
   ): number;
   /** syncfs(2) on the file system that holds `path`. */
   syncfs(path: string): void;
+  /** syncfs(2) on a libuv pool thread; rejects with the same fs-shaped errors. */
+  syncfsAsync(path: string): Promise<void>;
   /**
    * SO_PEERCRED (+ SO_PEERGROUPS) of a connected unix socket: the peer's pid, uid, gid at connect()
    * time and its supplementary groups. `fd` is the socket's descriptor (`socket._handle.fd`).
@@ -174,6 +176,7 @@ export const lutimesNs = native.lutimesNs;
 export const mountOverlay = native.mountOverlay;
 export const openInRoot = native.openInRoot;
 export const syncfs = native.syncfs;
+export const syncfsAsync = native.syncfsAsync;
 export const peerCredentials = native.peerCredentials;
 export const mountIdmapped = native.mountIdmapped;
 export const constants = native.constants;

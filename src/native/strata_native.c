@@ -1,5 +1,5 @@
 // Strata's N-API addon: the few Linux syscalls Node's fs cannot make (see docs/node-syscalls.md).
-// Every function is synchronous and throws errors shaped like Node's fs errors
+// Every function but syncfsAsync is synchronous and throws errors shaped like Node's fs errors
 // (`code`, `errno` (negative), `syscall`, `path`), so callers handle both the same way.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -596,6 +596,69 @@ static napi_value js_syncfs(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// syncfsAsync(path) → Promise: the same on a libuv pool thread, so the writeback (tens to hundreds of
+// milliseconds after a large unpack) does not stall the event loop.
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  char *path;
+  int err;
+  const char *syscall_name;
+} SyncfsJob;
+
+static void syncfs_execute(napi_env env, void *data) {
+  SyncfsJob *job = data;
+  int fd = open(job->path, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+  if (fd < 0) fd = open(job->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    job->err = errno;
+    job->syscall_name = "open";
+    return;
+  }
+  if (syncfs(fd) != 0) {
+    job->err = errno;
+    job->syscall_name = "syncfs";
+  }
+  close(fd);
+}
+
+static void syncfs_complete(napi_env env, napi_status status, void *data) {
+  SyncfsJob *job = data;
+  if (job->err == 0 && status == napi_ok) {
+    napi_resolve_deferred(env, job->deferred, undefined(env));
+  } else {
+    // throw_errno builds the fs-shaped error; take it back as a value to reject with.
+    throw_errno(env, job->err != 0 ? job->err : EINTR, job->err != 0 ? job->syscall_name : "syncfs",
+                job->path, NULL);
+    napi_value error;
+    napi_get_and_clear_last_exception(env, &error);
+    napi_reject_deferred(env, job->deferred, error);
+  }
+  napi_delete_async_work(env, job->work);
+  free(job->path);
+  free(job);
+}
+
+static napi_value js_syncfs_async(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  char *path = get_string(env, argv[0], "path");
+  if (path == NULL) return NULL;
+  SyncfsJob *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    free(path);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  job->path = path;
+  napi_value promise, name;
+  napi_create_promise(env, &job->deferred, &promise);
+  napi_create_string_utf8(env, "strata.syncfs", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, syncfs_execute, syncfs_complete, job, &job->work);
+  napi_queue_async_work(env, job->work);
+  return promise;
+}
+
 // ---------------------------------------------------------------------------------------------
 // peerCredentials(fd) → { pid, uid, gid, groups }: who is at the other end of a unix socket.
 // SO_PEERCRED gives the credentials the peer had at connect(); SO_PEERGROUPS (Linux 4.13) its
@@ -699,6 +762,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"mountOverlay", NULL, js_mount_overlay, NULL, NULL, NULL, napi_enumerable, NULL},
       {"openInRoot", NULL, js_open_in_root, NULL, NULL, NULL, napi_enumerable, NULL},
       {"syncfs", NULL, js_syncfs, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"syncfsAsync", NULL, js_syncfs_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mountIdmapped", NULL, js_mount_idmapped, NULL, NULL, NULL, napi_enumerable, NULL},
   };

@@ -56,6 +56,7 @@ function createAuthorizer(config: RegistryConfig): Authorizer {
     service: auth.service,
     ttlSeconds: auth.tokenTtlSeconds,
     signingKeyFile: auth.signingKey === undefined ? undefined : resolve(auth.signingKey),
+    signingKeyPem: config.signingKeyPem,
   });
   return new Authorizer(new UserDirectory(users), new AccessControl(acl, auth.anonymousPull), tokens, {
     service: auth.service,

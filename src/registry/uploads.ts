@@ -61,9 +61,14 @@ export class UploadStore {
   async create(name: RepositoryName, algorithm: DigestAlgorithm = 'sha256'): Promise<UploadStatus> {
     const id = randomUUID();
     const startedAt = new Date();
-    await this.driver.putContent(paths.uploadStartedAt(name, id), startedAt.toISOString());
+    // A session is bookkeeping: a crash may lose it (the client starts over), so nothing is fsynced
+    // until the data is about to become a blob. Under concurrent pushes every fsync waits for the
+    // journal, behind the other uploads' data.
+    await this.driver.putContent(paths.uploadStartedAt(name, id), startedAt.toISOString(), {
+      durable: false,
+    });
     const writer = await this.driver.writer(paths.uploadData(name, id), false);
-    await writer.commit();
+    await writer.close();
     this.pruneHashStates();
     this.hashes.set(id, { hash: createHash(algorithm), algorithm, offset: 0, lastUsed: Date.now() });
     return { id, name, size: 0, startedAt };
@@ -132,6 +137,9 @@ export class UploadStore {
           detail: { expected: digest, actual: `${algorithm}:${actualHex}` },
         });
       }
+      // The one fsync of the data, before the rename that makes it a blob.
+      const durable = await this.driver.writer(dataPath, true);
+      await durable.commit();
       await this.blobs.commitFrom(dataPath, digest);
       await this.blobs.link(name, digest);
       await this.discard(name, id);
@@ -227,7 +235,8 @@ export class UploadStore {
         detail: { declared: expected, received: counter.count },
       });
     }
-    await writer.commit();
+    // Not fsynced here: an upload's chunks become durable once, when it completes.
+    await writer.close();
     const size = writer.size();
     if (state !== undefined) {
       state.offset = size;

@@ -369,12 +369,24 @@ export class LayerWriter {
   }
 }
 
+export interface ExtractOptions {
+  /**
+   * The stream's digest, already verified by whoever hands it over (an uncompressed layer blob read
+   * from the content store, whose digest is the diff id): it is not hashed a second time.
+   */
+  knownDiffId?: Digest;
+}
+
 /**
  * Unpacks an uncompressed layer tar into `targetDir` (which must exist and be empty), hashing the
  * stream as it goes. On error the directory is left as is; the caller removes it.
  */
-export async function extractLayer(layerTar: Readable, targetDir: string): Promise<ExtractedLayer> {
-  const hash = createHash('sha256');
+export async function extractLayer(
+  layerTar: Readable,
+  targetDir: string,
+  options: ExtractOptions = {},
+): Promise<ExtractedLayer> {
+  const hash = options.knownDiffId === undefined ? createHash('sha256') : null;
   const writer = new LayerWriter(targetDir);
   try {
     await consumeTar(
@@ -388,7 +400,7 @@ export async function extractLayer(layerTar: Readable, targetDir: string): Promi
           abort: () => writer.abortFile(file),
         };
       },
-      (chunk) => hash.update(chunk),
+      hash === null ? undefined : (chunk) => hash.update(chunk),
     );
   } catch (err) {
     if (err instanceof InvalidArgument || (err as NodeJS.ErrnoException).code !== undefined) throw err;
@@ -396,5 +408,6 @@ export async function extractLayer(layerTar: Readable, targetDir: string): Promi
     throw invalid((err as Error).message);
   }
   writer.finish();
-  return { diffId: `sha256:${hash.digest('hex')}`, size: writer.size };
+  const diffId = hash === null ? (options.knownDiffId as Digest) : (`sha256:${hash.digest('hex')}` as Digest);
+  return { diffId, size: writer.size };
 }

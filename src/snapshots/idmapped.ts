@@ -6,7 +6,7 @@ import { constants, mountIdmapped, umount2 } from '../native/index.js';
 import type { DiffLayerOptions, TarSink } from './diff-layer.js';
 import { isMountPoint, mountContainerOverlay } from './overlay.js';
 import type { PackOptions } from './pack.js';
-import type { ContainerChange, LayerInfo, Snapshotter } from './snapshotter.js';
+import type { ContainerChange, LayerInfo, ParentLayer, Snapshotter, UnpackOptions } from './snapshotter.js';
 
 /**
  * A Snapshotter for a daemon running with `--userns-remap`: container roots are mounted with every
@@ -81,8 +81,13 @@ export class IdmappedSnapshotter implements Snapshotter {
   listLayers(): LayerInfo[] {
     return this.inner.listLayers();
   }
-  unpackLayer(parentChainId: Digest | null, layerTar: Readable, expectedDiffId?: Digest): Promise<LayerInfo> {
-    return this.inner.unpackLayer(parentChainId, layerTar, expectedDiffId);
+  unpackLayer(
+    parentChainId: ParentLayer,
+    layerTar: Readable,
+    expectedDiffId?: Digest,
+    options?: UnpackOptions,
+  ): Promise<LayerInfo> {
+    return this.inner.unpackLayer(parentChainId, layerTar, expectedDiffId, options);
   }
   lowerDirs(chainId: Digest): string[] {
     return this.inner.lowerDirs(chainId);

@@ -45,6 +45,22 @@ export interface ContainerChange {
   kind: 0 | 1 | 2;
 }
 
+/**
+ * The chain id a layer sits on (null: a base layer), or a promise of it while that parent is itself
+ * still being unpacked: the tar is then unpacked into a staging directory at once and committed only
+ * once the parent is (a pull unpacks its layers side by side; a failed parent fails the child).
+ */
+export type ParentLayer = Digest | null | Promise<Digest | null>;
+
+export interface UnpackOptions {
+  /**
+   * The stream is verified to hash to `expectedDiffId` by the time it ends without error (the layer is
+   * an uncompressed blob whose digest, the diff id, the content store checks as it reads or writes
+   * it), so it is not hashed a second time.
+   */
+  diffIdVerified?: boolean;
+}
+
 export interface Snapshotter {
   getLayer(chainId: Digest): LayerInfo | null;
   hasLayer(chainId: Digest): boolean;
@@ -58,7 +74,12 @@ export interface Snapshotter {
    * refused with InvalidArgument (`invalid layer tar: …`) and leaves nothing behind. An unknown parent
    * is NotFound.
    */
-  unpackLayer(parentChainId: Digest | null, layerTar: Readable, expectedDiffId?: Digest): Promise<LayerInfo>;
+  unpackLayer(
+    parentChainId: ParentLayer,
+    layerTar: Readable,
+    expectedDiffId?: Digest,
+    options?: UnpackOptions,
+  ): Promise<LayerInfo>;
   /** The layer directories of a chain, top first (overlay lowerdir order). */
   lowerDirs(chainId: Digest): string[];
   /** Deletes a layer's directory and record; refuses (Conflict) while another layer uses it as parent. */

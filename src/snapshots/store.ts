@@ -6,14 +6,14 @@ import { type Digest, sha256 } from '../common/digest.js';
 import { Conflict, InvalidArgument, isErrnoCode, NotFound } from '../common/errors.js';
 import { ensureDir, fsyncDirSync } from '../common/fsutil.js';
 import { logger } from '../common/log.js';
-import { syncfs } from '../native/index.js';
+import { syncfsAsync } from '../native/index.js';
 import { type Db, migrate, type PartSchema } from '../store/db.js';
 import { listChanges } from './changes.js';
 import { type DiffLayerOptions, packAndUnpackDiff, type TarSink } from './diff-layer.js';
 import { extractLayer } from './extract.js';
 import { isMountPoint, mountContainerOverlay, unmountAll } from './overlay.js';
 import { type PackOptions, packLayer } from './pack.js';
-import type { ContainerChange, LayerInfo, Snapshotter } from './snapshotter.js';
+import type { ContainerChange, LayerInfo, ParentLayer, Snapshotter, UnpackOptions } from './snapshotter.js';
 
 const log = logger('snapshots');
 
@@ -62,11 +62,49 @@ function containerPaths(containerDir: string): { upper: string; work: string; ro
   };
 }
 
-/** Hashes a stream to its end (for a layer we already have). */
-async function hashStream(stream: Readable): Promise<Digest> {
-  const hash = createHash('sha256');
-  for await (const chunk of stream) hash.update(chunk as Buffer);
-  return `sha256:${hash.digest('hex')}`;
+/** Hashes a stream to its end (for a layer we already have); only drains it when `hash` is false. */
+async function hashStream(stream: Readable, hash: boolean): Promise<Digest | null> {
+  const hasher = hash ? createHash('sha256') : null;
+  for await (const chunk of stream) hasher?.update(chunk as Buffer);
+  return hasher === null ? null : `sha256:${hasher.digest('hex')}`;
+}
+
+/**
+ * syncfs(2) on a pool thread, shared by callers that ask at the same time: a flush asked for while
+ * one runs is served by the next one, which starts once the running one ends. A pull that unpacks
+ * several layers side by side so pays for about one writeback, not one per layer, and the event loop
+ * goes on unpacking meanwhile.
+ */
+export class FileSystemFlusher {
+  private running: Promise<void> | null = null;
+  private queued: Promise<void> | null = null;
+
+  constructor(
+    private readonly dir: string,
+    private readonly sync: (dir: string) => Promise<void> = syncfsAsync,
+  ) {}
+
+  /** Resolves once a syncfs that began after this call has completed. */
+  flush(): Promise<void> {
+    if (this.queued !== null) return this.queued;
+    if (this.running === null) return this.start();
+    const queued = this.running
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = null;
+        return this.start();
+      });
+    this.queued = queued;
+    return queued;
+  }
+
+  private start(): Promise<void> {
+    const run = this.sync(this.dir).finally(() => {
+      if (this.running === run) this.running = null;
+    });
+    this.running = run;
+    return run;
+  }
 }
 
 /**
@@ -78,7 +116,7 @@ async function hashStream(stream: Readable): Promise<Digest> {
 export class OverlaySnapshotter implements Snapshotter {
   private readonly tmpDir: string;
   private readonly emptyDir: string;
-  private readonly syncLayers: boolean;
+  private readonly flusher: FileSystemFlusher | null;
   private readonly statements;
 
   constructor(
@@ -87,9 +125,9 @@ export class OverlaySnapshotter implements Snapshotter {
     options: OverlaySnapshotterOptions = {},
   ) {
     this.rootDir = path.resolve(rootDir);
-    this.syncLayers = options.syncLayers ?? true;
     migrate(db, [snapshotsSchema]);
     ensureDir(this.rootDir, 0o700);
+    this.flusher = (options.syncLayers ?? true) ? new FileSystemFlusher(this.rootDir) : null;
     this.tmpDir = ensureDir(path.join(this.rootDir, 'tmp'), 0o700);
     this.emptyDir = ensureDir(path.join(this.rootDir, 'empty'), 0o755);
     this.statements = {
@@ -122,20 +160,27 @@ export class OverlaySnapshotter implements Snapshotter {
   }
 
   async unpackLayer(
-    parentChainId: Digest | null,
+    parent: ParentLayer,
     layerTar: Readable,
     expectedDiffId?: Digest,
+    options: UnpackOptions = {},
   ): Promise<LayerInfo> {
-    if (parentChainId !== null && !this.hasLayer(parentChainId)) {
-      layerTar.destroy();
-      throw new NotFound(`parent layer ${parentChainId} not found`);
-    }
-    if (expectedDiffId !== undefined) {
-      const existing = this.getLayer(this.chainIdOf(parentChainId, expectedDiffId));
-      if (existing) {
-        const diffId = await hashStream(layerTar);
-        if (diffId !== expectedDiffId) throw this.mismatch(expectedDiffId, diffId);
-        return existing;
+    const verified = options.diffIdVerified === true && expectedDiffId !== undefined;
+    if (parent instanceof Promise) {
+      // Failures of the parent are reported by whoever unpacks it; here they only stop the commit.
+      parent.catch(() => undefined);
+    } else {
+      if (parent !== null && !this.hasLayer(parent)) {
+        layerTar.destroy();
+        throw new NotFound(`parent layer ${parent} not found`);
+      }
+      if (expectedDiffId !== undefined) {
+        const existing = this.getLayer(this.chainIdOf(parent, expectedDiffId));
+        if (existing) {
+          const diffId = await hashStream(layerTar, !verified);
+          if (diffId !== null && diffId !== expectedDiffId) throw this.mismatch(expectedDiffId, diffId);
+          return existing;
+        }
       }
     }
 
@@ -143,10 +188,17 @@ export class OverlaySnapshotter implements Snapshotter {
     try {
       const fsDir = path.join(staging, 'fs');
       fs.mkdirSync(fsDir, 0o755);
-      const { diffId, size } = await extractLayer(layerTar, fsDir);
+      const { diffId, size } = await extractLayer(
+        layerTar,
+        fsDir,
+        verified ? { knownDiffId: expectedDiffId } : {},
+      );
       if (expectedDiffId !== undefined && diffId !== expectedDiffId)
         throw this.mismatch(expectedDiffId, diffId);
-      if (this.syncLayers) syncfs(fsDir);
+      const [parentChainId] = await Promise.all([parent, this.flusher?.flush()]);
+      if (parentChainId !== null && !this.hasLayer(parentChainId)) {
+        throw new NotFound(`parent layer ${parentChainId} not found`);
+      }
       return this.commit(staging, this.chainIdOf(parentChainId, diffId), diffId, parentChainId, size);
     } finally {
       // After a commit the staging dir has been renamed away; otherwise it is dropped here.

@@ -140,4 +140,26 @@ describe('FileContentStore', () => {
     assert.equal(store.removeStaleIngests(60_000), 1);
     assert.equal(fs.existsSync(stale), false);
   });
+
+  it('keeps a partial pull that is open or recent; removes one never resumed', async () => {
+    const data = Buffer.from('a layer that never finished downloading');
+    const expected = { digest: sha256(data), size: data.length };
+    const ingestPath = (ref: string): string => path.join(root, 'content', 'ingest', ref);
+    const old = new Date(Date.now() - 2 * 86_400_000);
+    const open = await store.openIngest('pull-open', expected);
+    open.appendSync(data.subarray(0, 5));
+    await open.close({ keep: true });
+    const reopened = await store.openIngest('pull-open', expected);
+    fs.utimesSync(ingestPath('pull-open'), old, old);
+    fs.writeFileSync(ingestPath('pull-abandoned'), data.subarray(0, 7));
+    fs.utimesSync(ingestPath('pull-abandoned'), old, old);
+    fs.writeFileSync(ingestPath('pull-recent'), data.subarray(0, 9));
+    assert.equal(store.removeStaleIngests(86_400_000), 1);
+    assert.equal(fs.existsSync(ingestPath('pull-abandoned')), false);
+    assert.equal(fs.existsSync(ingestPath('pull-recent')), true);
+    assert.equal(fs.existsSync(ingestPath('pull-open')), true, 'an open ingest is in use');
+    reopened.appendSync(data.subarray(5));
+    assert.equal((await reopened.commit()).digest, expected.digest);
+    fs.rmSync(ingestPath('pull-recent'));
+  });
 });

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import {
@@ -146,5 +148,21 @@ describe('interrupted pull', () => {
     } finally {
       await c.cleanup();
     }
+  });
+
+  test('a partial pull nobody resumed for a day is removed when the daemon starts', async () => {
+    const ingestDir = path.join(b.root, 'content', 'ingest');
+    fs.mkdirSync(ingestDir, { recursive: true });
+    const abandoned = path.join(ingestDir, `pull-${'a'.repeat(64)}`);
+    const recent = path.join(ingestDir, `pull-${'b'.repeat(64)}`);
+    fs.writeFileSync(abandoned, randomBytes(4096));
+    fs.writeFileSync(recent, randomBytes(4096));
+    const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
+    fs.utimesSync(abandoned, twoDaysAgo, twoDaysAgo);
+    await b.kill();
+    await b.restart();
+    assert.equal(fs.existsSync(abandoned), false, 'never resumed: swept');
+    assert.equal(fs.existsSync(recent), true, 'may still be resumed: kept');
+    fs.rmSync(recent);
   });
 });

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { describe, test } from 'node:test';
 import type { Digest } from '../../src/common/digest.js';
 import { Conflict } from '../../src/common/errors.js';
-import { FileContentStore } from '../../src/content/store.js';
+import { FileContentStore, type Ingest } from '../../src/content/store.js';
 import { parseChallenges, parseRegistryAuthHeader } from '../../src/distribution/auth.js';
 import { formatRegistryErrors, registryError } from '../../src/distribution/errors.js';
 import { RegistryHosts, serverAddressDomain } from '../../src/distribution/hosts.js';
@@ -284,6 +284,43 @@ describe('resumable ingest', () => {
     assert.ok((await follower).equals(data));
     assert.ok(store.has(expected.digest));
     assert.deepEqual(fs.readdirSync(path.join(root, 'content', 'ingest')), []);
+  });
+
+  test('appendSync takes bytes from a reused buffer; early and late followers and a kept ingest see them all', async () => {
+    const { store, root } = setup();
+    const data = randomBytes(2 * 1024 * 1024 + 5);
+    const expected = { digest: digestOf(data), size: data.length };
+    const ingest = await store.openIngest('pull-sync', expected);
+    const early = readAll(ingest.follow());
+    const scratch = Buffer.alloc(64 * 1024);
+    const feed = (target: Ingest, from: number, to: number): void => {
+      for (let at = from; at < to; at += scratch.length) {
+        const n = data.copy(scratch, 0, at, Math.min(to, at + scratch.length));
+        target.appendSync(scratch.subarray(0, n));
+        scratch.fill(0xee); // the source reuses its buffer at once
+      }
+    };
+    feed(ingest, 0, 1_000_000);
+    assert.equal(ingest.size, 1_000_000);
+    // Joins after the start: reads what is in the file, then takes new bytes live.
+    const late = readAll(ingest.follow());
+    await ingest.close({ keep: true });
+    assert.equal(fs.statSync(path.join(root, 'content', 'ingest', 'pull-sync')).size, 1_000_000);
+    await assert.rejects(early, /closed before its blob was complete/);
+    await assert.rejects(late, /closed before its blob was complete/);
+
+    const again = await store.openIngest('pull-sync', expected);
+    assert.equal(again.size, 1_000_000);
+    const follower = readAll(again.follow());
+    feed(again, 1_000_000, 1_500_000);
+    const midway = readAll(again.follow());
+    feed(again, 1_500_000, data.length);
+    assert.equal((await again.commit()).digest, expected.digest);
+    assert.ok((await follower).equals(data));
+    assert.ok((await midway).equals(data));
+    assert.ok(
+      fs.readFileSync(path.join(root, 'content', 'blobs', 'sha256', expected.digest.slice(7))).equals(data),
+    );
   });
 
   test('a digest mismatch removes the data and fails the followers', async () => {

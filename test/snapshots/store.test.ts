@@ -9,7 +9,7 @@ import { Conflict, InvalidArgument, NotFound } from '../../src/common/errors.js'
 import { packEntries, readTarEntries, type TarInputEntry } from '../../src/common/tar.js';
 import { constants, lgetxattr, lsetxattr, mknod } from '../../src/native/index.js';
 import { isMountPoint } from '../../src/snapshots/overlay.js';
-import { OverlaySnapshotter, snapshotsSchema } from '../../src/snapshots/store.js';
+import { FileSystemFlusher, OverlaySnapshotter, snapshotsSchema } from '../../src/snapshots/store.js';
 import { type Db, openStore } from '../../src/store/db.js';
 import { collect, describeTree, TempDir } from './helpers.js';
 
@@ -277,5 +277,79 @@ describe('OverlaySnapshotter containers', () => {
       snapshotter.removeContainerLayer(replay);
       snapshotter.removeContainerLayer(containerDir);
     }
+  });
+});
+
+describe('unpacking a pull: layers side by side, one verified hash, shared syncfs', () => {
+  test('a child unpacks while its parent is pending and is committed after it', async () => {
+    const parentTar = await tarBuffer([{ name: 'p', type: 'file', data: 'parent' }]);
+    const childTar = await tarBuffer([{ name: 'c', type: 'file', data: 'child' }]);
+    const [parentChain, childChain] = chainIds([digestOf(parentTar), digestOf(childTar)]);
+    let releaseParent!: (chain: Digest) => void;
+    const parentDone = new Promise<Digest>((resolve) => {
+      releaseParent = resolve;
+    });
+    const child = snapshotter.unpackLayer(parentDone, Readable.from([childTar]), digestOf(childTar));
+    // The child's tar is consumed (staged) before the parent exists; nothing is recorded yet.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(snapshotter.hasLayer(childChain), false);
+    assert.equal(fs.readdirSync(path.join(snapshotRoot, 'tmp')).length, 1, 'staged');
+    const parent = await snapshotter.unpackLayer(null, Readable.from([parentTar]), digestOf(parentTar));
+    releaseParent(parent.chainId);
+    const committed = await child;
+    assert.equal(committed.chainId, childChain);
+    assert.equal(committed.parentChainId, parentChain);
+    assert.equal(fs.readFileSync(path.join(committed.dir, 'c'), 'utf8'), 'child');
+    assert.deepEqual(fs.readdirSync(path.join(snapshotRoot, 'tmp')), []);
+  });
+
+  test('a failed parent fails the staged child and leaves nothing behind', async () => {
+    const childTar = await tarBuffer([{ name: 'orphan', type: 'file', data: 'x' }]);
+    const before = layerDirs().length;
+    const failedParent = Promise.reject(new Error('parent download failed'));
+    await assert.rejects(
+      snapshotter.unpackLayer(failedParent, Readable.from([childTar]), digestOf(childTar)),
+      /parent download failed/,
+    );
+    assert.equal(layerDirs().length, before);
+    assert.deepEqual(fs.readdirSync(path.join(snapshotRoot, 'tmp')), []);
+  });
+
+  test('diffIdVerified skips the second hash: the caller-verified diff id is taken as is', async () => {
+    const tar = await tarBuffer([{ name: 'verified-elsewhere', type: 'file', data: 'v' }]);
+    const claimed = digestOf(Buffer.from('what the content store verified'));
+    // Without the option the hash is checked (and here refused)...
+    await assert.rejects(snapshotter.unpackLayer(null, Readable.from([tar]), claimed), /does not match/);
+    // ...with it the stream is not hashed again: the layer is recorded under the verified digest.
+    const layer = await snapshotter.unpackLayer(null, Readable.from([tar]), claimed, {
+      diffIdVerified: true,
+    });
+    assert.equal(layer.diffId, claimed);
+    assert.equal(fs.readFileSync(path.join(layer.dir, 'verified-elsewhere'), 'utf8'), 'v');
+    snapshotter.removeLayer(layer.chainId);
+  });
+
+  test('flushes asked for while a syncfs runs share the next one', async () => {
+    const calls: Array<() => void> = [];
+    const flusher = new FileSystemFlusher(
+      snapshotRoot,
+      () => new Promise<void>((resolve) => calls.push(resolve)),
+    );
+    const first = flusher.flush();
+    const second = flusher.flush();
+    const third = flusher.flush();
+    assert.equal(calls.length, 1, 'one syncfs running');
+    calls[0]?.();
+    await first;
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(calls.length, 2, 'the waiting callers share one more');
+    calls[1]?.();
+    await Promise.all([second, third]);
+    assert.equal(calls.length, 2);
+  });
+
+  test('the real syncfs resolves, and rejects with the fs error for a missing directory', async () => {
+    await new FileSystemFlusher(snapshotRoot).flush();
+    await assert.rejects(new FileSystemFlusher(path.join(snapshotRoot, 'no-such-dir')).flush(), /ENOENT/);
   });
 });

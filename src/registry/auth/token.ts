@@ -18,6 +18,15 @@ export interface TokenOptions {
   ttlSeconds: number;
   /** PEM file with a PKCS#8 P-256 private key; a fresh key is generated when absent. */
   signingKeyFile?: string;
+  /** The key itself, as PEM (the main process's key, given to its HTTP workers). */
+  signingKeyPem?: string;
+}
+
+/** A fresh P-256 signing key as PKCS#8 PEM. */
+export function generateSigningKeyPem(): string {
+  return generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    .privateKey.export({ type: 'pkcs8', format: 'pem' })
+    .toString();
 }
 
 export interface IssuedToken {
@@ -52,6 +61,8 @@ export class TokenService {
   constructor(private readonly options: TokenOptions) {
     if (options.signingKeyFile !== undefined) {
       this.privateKey = createPrivateKey(fs.readFileSync(options.signingKeyFile));
+    } else if (options.signingKeyPem !== undefined) {
+      this.privateKey = createPrivateKey(options.signingKeyPem);
     } else {
       this.privateKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
     }

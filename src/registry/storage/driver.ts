@@ -19,8 +19,11 @@ import type { Readable, Writable } from 'node:stream';
 export interface StorageDriver {
   /** Reads a whole small file (links, manifests). Throws PathNotFoundError. */
   getContent(path: string): Promise<Buffer>;
-  /** Replaces a whole file atomically: readers see the old content or the new, never a mix. */
-  putContent(path: string, content: Buffer | string): Promise<void>;
+  /**
+   * Replaces a whole file atomically: readers see the old content or the new, never a mix. The content
+   * is durable when this resolves unless `durable: false` (bookkeeping a crash may lose).
+   */
+  putContent(path: string, content: Buffer | string, options?: { durable?: boolean }): Promise<void>;
   /** Streams a file from `offset`, `length` bytes or to its end. Throws PathNotFoundError. */
   reader(path: string, offset?: number, length?: number): Promise<Readable>;
   /** A writer that creates (append=false truncates) or appends to a file. */

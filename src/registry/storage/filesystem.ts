@@ -38,7 +38,11 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  async putContent(logical: string, content: Buffer | string): Promise<void> {
+  async putContent(
+    logical: string,
+    content: Buffer | string,
+    options: { durable?: boolean } = {},
+  ): Promise<void> {
     const file = this.fullPath(logical);
     const dir = path.dirname(file);
     await fsp.mkdir(dir, { recursive: true });
@@ -46,7 +50,7 @@ export class FilesystemDriver implements StorageDriver {
     const handle = await fsp.open(tmp, 'wx', 0o644);
     try {
       await handle.writeFile(content);
-      await handle.sync();
+      if (options.durable ?? true) await handle.sync();
     } finally {
       await handle.close();
     }
