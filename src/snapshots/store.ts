@@ -6,7 +6,7 @@ import { type Digest, sha256 } from '../common/digest.js';
 import { Conflict, InvalidArgument, isErrnoCode, NotFound } from '../common/errors.js';
 import { ensureDir, fsyncDirSync } from '../common/fsutil.js';
 import { logger } from '../common/log.js';
-import { syncfsAsync } from '../native/index.js';
+import { syncfs, syncfsAsync } from '../native/index.js';
 import { type Db, migrate, type PartSchema } from '../store/db.js';
 import { listChanges } from './changes.js';
 import { type DiffLayerOptions, packAndUnpackDiff, type TarSink } from './diff-layer.js';
@@ -284,7 +284,7 @@ export class OverlaySnapshotter implements Snapshotter {
       );
       options.onPacked?.();
       const packed = performance.now();
-      if (this.syncLayers) syncfs(fsDir);
+      if (this.flusher !== null) syncfs(fsDir);
       log.debug('container diff committed', {
         packMs: Math.round(packed - started),
         syncMs: Math.round(performance.now() - packed),
