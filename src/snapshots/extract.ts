@@ -328,6 +328,8 @@ export class LayerWriter {
     const victimAbs = this.abs(victimRel);
     this.create(victimRel, () => mknod(victimAbs, native.S_IFCHR, 0, 0));
     if (header.uid !== 0 || header.gid !== 0) fs.lchownSync(victimAbs, header.uid, header.gid);
+    // The marker's time, not the moment of unpacking: the same tar always gives the same tree.
+    lutimesNs(victimAbs, header.atimeNs ?? header.mtimeNs, header.mtimeNs);
   }
 
   /** Owner, mode, xattrs and times of a node created by path (devices, FIFOs). */
