@@ -92,13 +92,24 @@ export function isOwner(principal: Principal, acl: ObjectAcl): boolean {
 
 /** Whether `principal` holds `right` on an object with `acl` (null: no record, admins only). */
 export function allows(principal: Principal, acl: ObjectAcl | null, right: Right): boolean {
-  if (principal.admin) return true;
-  if (!acl) return false;
-  if (isOwner(principal, acl)) return true;
+  return rightChecker(principal, right)(acl);
+}
+
+/**
+ * `allows` for one principal and right over many objects (list filtering): the principal's names are
+ * collected once, so each object costs a map lookup and a scan of its own entries.
+ */
+export function rightChecker(principal: Principal, right: Right): (acl: ObjectAcl | null) => boolean {
+  if (principal.admin) return () => true;
   const names = new Set(principalNames(principal));
-  return acl.entries.some(
-    (e) => names.has(e.Principal) && (e.Rights.includes(right) || (right === 'view' && e.Rights.length > 0)),
-  );
+  return (acl) => {
+    if (!acl) return false;
+    if (isOwner(principal, acl)) return true;
+    return acl.entries.some(
+      (e) =>
+        names.has(e.Principal) && (e.Rights.includes(right) || (right === 'view' && e.Rights.length > 0)),
+    );
+  };
 }
 
 /** Adds rights (`grant`) or takes them away (`revoke`; no rights = every right) for one principal. */

@@ -5,7 +5,15 @@ import { Forbidden, StrataError } from '../common/errors.js';
 import type { EngineEvent, EventBus } from '../common/events.js';
 import { logger } from '../common/log.js';
 import { peerCredentials } from '../native/index.js';
-import { type AclEntry, allows, isOwner, type ObjectAcl, parseAclText, type Right } from './acl.js';
+import {
+  type AclEntry,
+  allows,
+  isOwner,
+  type ObjectAcl,
+  parseAclText,
+  type Right,
+  rightChecker,
+} from './acl.js';
 import type { AuthConfig } from './config.js';
 import { certPrincipal, type Principal, unixPrincipal } from './principal.js';
 import type { AclStore, ObjectKind } from './store.js';
@@ -93,6 +101,12 @@ export class AccessControl {
 
   mayContainer(principal: Principal, id: string, right: Right): boolean {
     return allows(principal, this.store.get('container', id), right);
+  }
+
+  /** `mayContainer(principal, id, right)` as a predicate over ids, for filtering lists. */
+  containerFilter(principal: Principal, right: Right): (id: string) => boolean {
+    const check = rightChecker(principal, right);
+    return (id) => check(this.store.get('container', id));
   }
 
   /** 403 unless `principal` holds `right` on container `id`. */

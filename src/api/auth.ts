@@ -275,29 +275,22 @@ export class ApiAuthorizer {
     add('DELETE', '/volumes/:name', this.ownerOf('volume', 'remove'));
   }
 
-  /** Drops what the principal may not view from list responses and the event stream. */
+  /**
+   * Drops what the principal may not view: list routes filter their records with
+   * `r.visibleContainer` before encoding; the event stream is filtered here.
+   */
   private filterResponse(r: ApiRequest, method: string, path: string, principal: Principal): void {
     if (method !== 'GET') return;
-    const access = this.deps.access;
-    const visible = (id: unknown) => typeof id === 'string' && access.mayContainer(principal, id, 'view');
-    if (path === '/containers/json') {
-      rewriteJson(r.res, (body) =>
-        Array.isArray(body) ? body.filter((c) => visible((c as { Id?: unknown }).Id)) : body,
-      );
-    } else if (path === '/system/df') {
-      rewriteJson(r.res, (body) => {
-        const df = body as { Containers?: unknown[] };
-        if (Array.isArray(df.Containers))
-          df.Containers = df.Containers.filter((c) => visible((c as { Id?: unknown }).Id));
-        return df;
-      });
-    } else if (path === '/events') {
+    const visible = this.deps.access.containerFilter(principal, 'view');
+    r.visibleContainer = visible;
+    if (path === '/events') {
       const write = r.res.write.bind(r.res) as (chunk: unknown, ...rest: unknown[]) => boolean;
       r.res.write = ((chunk: unknown, ...rest: unknown[]) => {
         const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('utf8') : '';
         try {
-          const event = JSON.parse(text) as { Type?: string; Actor?: { ID?: string } };
-          if (event.Type === 'container' && !visible(event.Actor?.ID)) return true;
+          const event = JSON.parse(text) as { Type?: string; Actor?: { ID?: unknown } };
+          const id = event.Actor?.ID;
+          if (event.Type === 'container' && !(typeof id === 'string' && visible(id))) return true;
         } catch {
           // not an event line: pass through
         }
@@ -305,33 +298,4 @@ export class ApiAuthorizer {
       }) as ServerResponse['write'];
     }
   }
-}
-
-/** Lets `edit` rewrite a JSON body sent with `sendJson` (one writeHead + one end). */
-function rewriteJson(res: ServerResponse, edit: (body: unknown) => unknown): void {
-  const writeHead = res.writeHead.bind(res) as (
-    status: number,
-    headers?: Record<string, unknown>,
-  ) => ServerResponse;
-  const end = res.end.bind(res) as (chunk?: unknown) => ServerResponse;
-  let pending: { status: number; headers: Record<string, unknown> } | null = null;
-  res.writeHead = ((status: number, headers?: Record<string, unknown>) => {
-    pending = { status, headers: { ...(headers ?? {}) } };
-    return res;
-  }) as ServerResponse['writeHead'];
-  res.end = ((chunk?: unknown) => {
-    let data = chunk;
-    const head = pending as { status: number; headers: Record<string, unknown> } | null;
-    if (head && head.status === 200 && (Buffer.isBuffer(chunk) || typeof chunk === 'string')) {
-      try {
-        const text = Buffer.isBuffer(chunk) ? chunk.toString('utf8') : chunk;
-        data = Buffer.from(`${JSON.stringify(edit(JSON.parse(text)))}\n`);
-        head.headers['Content-Length'] = (data as Buffer).length;
-      } catch {
-        data = chunk;
-      }
-    }
-    if (head) writeHead(head.status, head.headers);
-    return end(data);
-  }) as ServerResponse['end'];
 }

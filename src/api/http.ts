@@ -17,6 +17,11 @@ export interface ApiRequest {
   version: string;
   /** Set for requests that asked for a hijacked connection (`Connection: Upgrade`, `Upgrade: tcp`). */
   upgrade?: { socket: Duplex; head: Buffer };
+  /**
+   * Set by the authorization middleware (auth.ts) for a principal that may not view every
+   * container: list routes (`ps`, `system df`) keep only the containers it accepts.
+   */
+  visibleContainer?: (id: string) => boolean;
 }
 
 export type RouteHandler = (r: ApiRequest) => Promise<void> | void;

@@ -1,15 +1,20 @@
-import * as http from 'node:http';
+import type * as http from 'node:http';
 import * as net from 'node:net';
 import type { Readable } from 'node:stream';
 import { ApiError, CliError, DaemonUnreachableError, isNodeError } from './errors.js';
 
 /**
- * The Engine API client of the `strata` command: plain requests over node:http (unix socket or
- * TCP), JSON helpers, and the hijacked connection used by attach and exec (an HTTP request
- * upgraded to a raw bidirectional byte stream, `101 UPGRADED`).
+ * The Engine API client of the `strata` command (unix socket or TCP): streamed requests over
+ * node:http (`request`), whole-body requests (`json`, `call`, `ping`), and the hijacked connection
+ * used by attach and exec (an HTTP request upgraded to a raw bidirectional byte stream,
+ * `101 UPGRADED`).
+ *
+ * Whole-body requests are one HTTP/1.1 exchange on a plain socket (`Connection: close`): the
+ * commands that only make those (`ps`, `inspect`, `stop`…) never load node:http, a good part of
+ * their start-up. node:http is imported on the first streamed request.
  *
  * Lifecycle: `connectToDaemon` (connect.ts) builds one client per process and pings it; commands
- * then call `request`/`json`/`call`/`hijack`; the agent's idle sockets are unref'd so the process
+ * then call `request`/`json`/`call`/`hijack`; `close` drops the agent's idle sockets so the process
  * exits when the command is done.
  */
 
@@ -90,13 +95,10 @@ export interface PingResult {
 export class EngineClient {
   readonly address: DaemonAddress;
   apiVersion = '1.41';
-  /** Strata extensions of the daemon, as its ping announced them. */
-  features: string[] = [];
-  private readonly agent: http.Agent;
+  private agent: http.Agent | null = null;
 
   constructor(address: DaemonAddress) {
     this.address = address;
-    this.agent = new http.Agent({ keepAlive: true });
   }
 
   get hostDescription(): string {
@@ -108,7 +110,10 @@ export class EngineClient {
   }
 
   /** Sends a request; resolves with the response once its headers arrive (status < 400). */
-  request(method: string, path: string, opts: RequestOptions = {}): Promise<http.IncomingMessage> {
+  async request(method: string, path: string, opts: RequestOptions = {}): Promise<http.IncomingMessage> {
+    const http = await import('node:http');
+    this.agent ??= new http.Agent({ keepAlive: true });
+    const agent = this.agent;
     return new Promise((resolve, reject) => {
       const headers: Record<string, string | number> = { 'User-Agent': USER_AGENT, ...opts.headers };
       let payload: Buffer | undefined;
@@ -130,7 +135,7 @@ export class EngineClient {
         ...target,
         method,
         path: this.path(path, opts.query, opts.versioned ?? true),
-        agent: this.agent,
+        agent,
       });
       req.on('error', (err) => reject(this.translateError(err)));
       req.on('response', (res) => {
@@ -156,8 +161,7 @@ export class EngineClient {
 
   /** A request whose JSON response body is returned. */
   async json<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
-    const res = await this.request(method, path, opts);
-    const body = await readBody(res);
+    const { body } = await this.exchange(method, path, opts);
     if (body.length === 0) return undefined as T;
     try {
       return JSON.parse(body.toString('utf8')) as T;
@@ -168,12 +172,11 @@ export class EngineClient {
 
   /** A request whose body is ignored; resolves with the status (e.g. 304 for a no-op stop). */
   async call(method: string, path: string, opts: RequestOptions = {}): Promise<number> {
-    const res = await this.request(method, path, opts);
-    await readBody(res);
-    return res.statusCode ?? 0;
+    return (await this.exchange(method, path, opts)).status;
   }
 
   async ping(): Promise<PingResult> {
+<<<<<<< HEAD
     const res = await this.request('HEAD', '/_ping', { versioned: false });
     res.resume();
     const header = (name: string): string | undefined => {
@@ -185,6 +188,86 @@ export class EngineClient {
       .map((f) => f.trim())
       .filter(Boolean);
     return { apiVersion: header('api-version'), osType: header('ostype'), features };
+=======
+    const { headers } = await this.exchange('HEAD', '/_ping', { versioned: false });
+    return { apiVersion: headers.get('api-version'), osType: headers.get('ostype') };
+  }
+
+  /**
+   * One request whose answer is read whole, on its own connection (`Connection: close`). A streamed
+   * request body goes through `request` instead. Throws ApiError for a status ≥ 400.
+   */
+  private async exchange(
+    method: string,
+    path: string,
+    opts: RequestOptions,
+  ): Promise<{ status: number; headers: Map<string, string>; body: Buffer }> {
+    if (opts.body && !Buffer.isBuffer(opts.body)) {
+      const res = await this.request(method, path, opts);
+      const body = await readBody(res);
+      const headers = new Map<string, string>();
+      for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers.set(k, String(v));
+      return { status: res.statusCode ?? 0, headers, body };
+    }
+    let payload: Buffer | undefined;
+    let contentType = opts.contentType;
+    if (opts.json !== undefined) {
+      payload = Buffer.from(JSON.stringify(opts.json));
+      contentType ??= 'application/json';
+    } else if (opts.body) {
+      payload = opts.body;
+    }
+    const head = [
+      `${method} ${this.path(path, opts.query, opts.versioned ?? true)} HTTP/1.1`,
+      `Host: ${this.hostHeader()}`,
+      `User-Agent: ${USER_AGENT}`,
+      ...Object.entries(opts.headers ?? {}).map(([k, v]) => `${k}: ${v}`),
+      ...(contentType ? [`Content-Type: ${contentType}`] : []),
+      ...(payload || (method !== 'GET' && method !== 'HEAD')
+        ? [`Content-Length: ${payload?.length ?? 0}`]
+        : []),
+      'Connection: close',
+      '',
+      '',
+    ].join('\r\n');
+    const socket = await this.connect();
+    try {
+      socket.write(
+        payload ? Buffer.concat([Buffer.from(head, 'latin1'), payload]) : Buffer.from(head, 'latin1'),
+      );
+      const response = await readResponseHead(socket);
+      const bodyless =
+        method === 'HEAD' || response.status === 204 || response.status === 304 || response.status < 200;
+      const body = bodyless ? Buffer.alloc(0) : await readRawBody(socket, response.headers, response.rest);
+      if (response.status >= 400) {
+        const type = response.headers.get('content-type') ?? '';
+        throw new ApiError(response.status, messageFromText(response.status, type, body));
+      }
+      return { status: response.status, headers: response.headers, body };
+    } catch (err) {
+      throw err instanceof Error && !(err instanceof CliError) ? this.translateError(err) : err;
+    } finally {
+      socket.destroy();
+    }
+  }
+
+  private hostHeader(): string {
+    if (this.address.kind === 'unix') return 'localhost';
+    const { host, port } = this.address;
+    return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  }
+
+  private async connect(): Promise<net.Socket> {
+    const socket =
+      this.address.kind === 'unix'
+        ? net.connect(this.address.path)
+        : net.connect(this.address.port, this.address.host);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', (err) => reject(this.translateError(err)));
+    });
+    return socket;
+>>>>>>> h-ps
   }
 
   /**
@@ -198,19 +281,12 @@ export class EngineClient {
     path: string,
     opts: { query?: Query; json?: unknown } = {},
   ): Promise<net.Socket> {
-    const socket =
-      this.address.kind === 'unix'
-        ? net.connect(this.address.path)
-        : net.connect(this.address.port, this.address.host);
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('error', (err) => reject(this.translateError(err)));
-    });
+    const socket = await this.connect();
     socket.setNoDelay(true);
     const body = opts.json === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(opts.json));
     const head = [
       `${method} ${this.path(path, opts.query)} HTTP/1.1`,
-      `Host: ${this.address.kind === 'unix' ? 'localhost' : `${this.address.host}:${this.address.port}`}`,
+      `Host: ${this.hostHeader()}`,
       `User-Agent: ${USER_AGENT}`,
       'Connection: Upgrade',
       'Upgrade: tcp',
@@ -235,7 +311,7 @@ export class EngineClient {
   }
 
   close(): void {
-    this.agent.destroy();
+    this.agent?.destroy();
   }
 
   private translateError(err: Error): Error {
@@ -264,6 +340,20 @@ function errorMessageFromBody(status: number, res: http.IncomingMessage, body: B
   return messageFromText(status, String(res.headers['content-type'] ?? ''), body);
 }
 
+/** Reason phrases for answers without a body (node:http's table, without loading node:http). */
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  409: 'Conflict',
+  500: 'Internal Server Error',
+  501: 'Not Implemented',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+};
+
 function messageFromText(status: number, contentType: string, body: Buffer): string {
   const text = body.toString('utf8').trim();
   if (contentType.startsWith('application/json') || text.startsWith('{')) {
@@ -274,7 +364,7 @@ function messageFromText(status: number, contentType: string, body: Buffer): str
       // fall through to the raw text
     }
   }
-  return text || `${status} ${http.STATUS_CODES[status] ?? ''}`.trim();
+  return text || `${status} ${STATUS_TEXT[status] ?? ''}`.trim();
 }
 
 interface ResponseHead {
@@ -320,42 +410,68 @@ function readResponseHead(socket: net.Socket): Promise<ResponseHead> {
   });
 }
 
-/** Reads a non-101 answer's body (Content-Length, chunked, or until close). */
+/**
+ * Reads an answer's body after its head: Content-Length, chunked, or until the connection closes.
+ * An answer cut short (the daemon went away mid-body) is an error, never a silently shorter body.
+ */
 async function readRawBody(socket: net.Socket, headers: Map<string, string>, first: Buffer): Promise<Buffer> {
-  const length = headers.get('content-length');
+  const lengthHeader = headers.get('content-length');
+  const length = lengthHeader === undefined ? null : Number(lengthHeader);
   const chunked = /chunked/i.test(headers.get('transfer-encoding') ?? '');
-  let data = first;
-  const done = (): boolean => {
-    if (length !== undefined) return data.length >= Number(length);
-    if (chunked) return data.includes('\r\n0\r\n\r\n') || data.subarray(0, 5).toString() === '0\r\n\r\n';
-    return false;
+  const chunks: Buffer[] = [first];
+  let received = first.length;
+  // The end of a chunked body is a `0` line and an empty one; the CRLF in front stands for the end
+  // of the previous chunk (or of the head, for an empty body).
+  let tail = Buffer.concat([Buffer.from('\r\n'), first]);
+  const complete = (): boolean => {
+    if (length !== null) return received >= length;
+    return chunked && tail.includes('\r\n0\r\n\r\n');
   };
-  if (!done()) {
+  if (!complete()) {
     socket.resume();
-    await new Promise<void>((resolve) => {
+    await new Promise<void>((resolve, reject) => {
       const onData = (c: Buffer): void => {
-        data = Buffer.concat([data, c]);
-        if (done()) finish();
+        chunks.push(c);
+        received += c.length;
+        tail = Buffer.concat([tail.subarray(-6), c]);
+        if (complete()) finish();
+      };
+      const onError = (err: Error): void => {
+        cleanup();
+        reject(err);
       };
       const finish = (): void => {
-        socket.off('data', onData);
+        cleanup();
         resolve();
+      };
+      const cleanup = (): void => {
+        socket.off('data', onData);
+        socket.off('end', finish);
+        socket.off('close', finish);
+        socket.off('error', onError);
       };
       socket.on('data', onData);
       socket.once('end', finish);
       socket.once('close', finish);
-      socket.once('error', finish);
+      socket.once('error', onError);
     });
   }
-  if (length !== undefined) return data.subarray(0, Number(length));
+  const data = Buffer.concat(chunks);
+  const cut = (): CliError => new CliError('the daemon closed the connection in the middle of its answer');
+  if (length !== null) {
+    if (data.length < length) throw cut();
+    return data.subarray(0, length);
+  }
   if (!chunked) return data;
   const parts: Buffer[] = [];
   let pos = 0;
   for (;;) {
     const lineEnd = data.indexOf('\r\n', pos);
-    if (lineEnd < 0) break;
-    const size = Number.parseInt(data.subarray(pos, lineEnd).toString(), 16);
-    if (!size) break;
+    if (lineEnd < 0) throw cut();
+    const size = Number.parseInt(data.subarray(pos, lineEnd).toString('latin1'), 16);
+    if (Number.isNaN(size)) throw new CliError('the daemon sent a malformed chunked answer');
+    if (size === 0) break;
+    if (lineEnd + 2 + size > data.length) throw cut();
     parts.push(data.subarray(lineEnd + 2, lineEnd + 2 + size));
     pos = lineEnd + 2 + size + 2;
   }

@@ -52,6 +52,8 @@ export function ensureDir(dir: string, mode = 0o755): string {
 export function directorySize(dir: string): number {
   let total = 0;
   const seen = new Set<string>();
+  // Hot: `ps --size` walks every container's layer on each request, so no path.join (it normalises)
+  // and no exceptions for entries that vanish meanwhile.
   const walk = (d: string): void => {
     let entries: fs.Dirent[];
     try {
@@ -60,24 +62,22 @@ export function directorySize(dir: string): number {
       return;
     }
     for (const e of entries) {
-      const p = path.join(d, e.name);
+      const p = `${d}/${e.name}`;
       if (e.isDirectory()) {
         walk(p);
         continue;
       }
-      try {
-        const st = fs.lstatSync(p);
-        if (st.nlink > 1) {
-          const key = `${st.dev}:${st.ino}`;
-          if (seen.has(key)) continue;
-          seen.add(key);
-        }
-        if (st.isFile() || st.isSymbolicLink()) total += st.size;
-      } catch {
-        // raced with a removal
+      if (!e.isFile() && !e.isSymbolicLink()) continue;
+      const st = fs.lstatSync(p, { throwIfNoEntry: false });
+      if (!st) continue;
+      if (st.nlink > 1) {
+        const key = `${st.dev}:${st.ino}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
       }
+      if (st.isFile() || st.isSymbolicLink()) total += st.size;
     }
   };
-  walk(dir);
+  walk(dir.length > 1 ? dir.replace(/\/+$/, '') : dir);
   return total;
 }

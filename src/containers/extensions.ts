@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { errorMessage, InvalidArgument } from '../common/errors.js';
 import { logger } from '../common/log.js';
-import { networkSettings, portList } from '../network/present.js';
+import { containerNetworks, networkSettings, portList } from '../network/present.js';
 import { endpointsConfigOf, type NetworkService } from '../network/service.js';
 import type { OciMount } from '../runtime/spec.js';
 import type { VolumeService } from '../volumes/service.js';
@@ -60,6 +60,8 @@ export interface ContainerExtensions {
   /** Pieces of inspect / list output these parts own. */
   mountsOf(record: ContainerRecord): Record<string, unknown>[];
   networkSettingsOf(record: ContainerRecord, running: boolean): Record<string, unknown>;
+  /** `NetworkSettings.Networks` alone (what `ps` shows). */
+  networksOf(record: ContainerRecord): Record<string, unknown>;
   portsOf(record: ContainerRecord, running: boolean): Record<string, unknown>[];
   healthOf(record: ContainerRecord): HealthState | undefined;
   statusSuffix(record: ContainerRecord): string;
@@ -187,6 +189,10 @@ export class EngineExtensions implements ContainerExtensions {
 
   networkSettingsOf(record: ContainerRecord, running: boolean): Record<string, unknown> {
     return networkSettings(this.deps.networks, record, running);
+  }
+
+  networksOf(record: ContainerRecord): Record<string, unknown> {
+    return containerNetworks(this.deps.networks, record);
   }
 
   portsOf(record: ContainerRecord, running: boolean): Record<string, unknown>[] {

@@ -198,7 +198,7 @@ export function inspectContainer(
       },
       Name: 'overlay2',
     },
-    ...(size ? { SizeRw: svc.sizeRw(r), SizeRootFs: svc.sizeRootFs(r) } : {}),
+    ...(size ? svc.sizes(r) : {}),
     Mounts: svc.extensions?.mountsOf(r) ?? [],
     Config: {
       Hostname: r.config.Hostname,
@@ -266,13 +266,9 @@ export function listEntry(
     State: r.state.status,
     Status: statusText(r, now) + (svc.extensions?.statusSuffix(r) ?? ''),
     HostConfig: { NetworkMode: r.hostConfig.NetworkMode ?? 'default' },
-    NetworkSettings: {
-      Networks:
-        (svc.extensions?.networkSettingsOf(r, svc.isRunning(r)).Networks as Record<string, unknown>) ??
-        networksOf(r),
-    },
+    NetworkSettings: { Networks: svc.extensions?.networksOf(r) ?? networksOf(r) },
     Mounts: svc.extensions?.mountsOf(r) ?? [],
-    ...(size ? { SizeRw: svc.sizeRw(r), SizeRootFs: svc.sizeRootFs(r) } : {}),
+    ...(size ? svc.sizes(r) : {}),
   };
 }
 

@@ -78,6 +78,8 @@ export class ContainerService implements ExecHost {
   private readonly hubs = new Map<string, AttachHub>();
   private readonly stopListeners = new Map<string, Set<() => void>>();
   private readonly exiting = new Set<string>();
+  /** Total size of each image layer chain containers use (layers are immutable). */
+  private readonly chainSizes = new Map<Digest, number>();
   private watcher: fs.FSWatcher | null = null;
   /** Containers whose start is in progress (a racing exit must wait for the record). */
   private readonly starting = new Map<string, Promise<void>>();
@@ -964,15 +966,26 @@ export class ContainerService implements ExecHost {
     return directorySize(path.join(this.containerDir(record.id), 'upper'));
   }
 
-  sizeRootFs(record: ContainerRecord): number {
-    let total = this.sizeRw(record);
-    if (record.chainId) {
-      let layer = this.opts.snapshotter.getLayer(record.chainId);
-      while (layer) {
-        total += layer.size;
-        layer = layer.parentChainId ? this.opts.snapshotter.getLayer(layer.parentChainId) : null;
-      }
+  /**
+   * `SizeRw` (the container's own layer, walked now: a running container changes it at will) and
+   * `SizeRootFs` (that plus its image's layers, whose sizes never change and are kept in memory).
+   */
+  sizes(record: ContainerRecord): { SizeRw: number; SizeRootFs: number } {
+    const rw = this.sizeRw(record);
+    return { SizeRw: rw, SizeRootFs: rw + (record.chainId ? this.chainSize(record.chainId) : 0) };
+  }
+
+  private chainSize(chainId: Digest): number {
+    const known = this.chainSizes.get(chainId);
+    if (known !== undefined) return known;
+    let total = 0;
+    let layer = this.opts.snapshotter.getLayer(chainId);
+    if (!layer) return 0;
+    while (layer) {
+      total += layer.size;
+      layer = layer.parentChainId ? this.opts.snapshotter.getLayer(layer.parentChainId) : null;
     }
+    this.chainSizes.set(chainId, total);
     return total;
   }
 

@@ -156,6 +156,12 @@ describe('access control lists', () => {
     assert.match((JSON.parse(exec.body) as { message: string }).message, /lacks the "exec" right/);
     assert.equal((await as('bob', ['ps', '-q'])).stdout.trim(), '');
     assert.equal((await as('alice', ['ps', '--format', '{{.Names}}'])).stdout.trim(), 'alices');
+    const dfIds = async (who: keyof typeof TOKENS) => {
+      const df = JSON.parse((await api(who, 'GET', '/system/df')).body) as { Containers: { Id: string }[] };
+      return df.Containers.map((c) => c.Id);
+    };
+    assert.deepEqual(await dfIds('bob'), []);
+    assert.deepEqual(await dfIds('alice'), [id]);
 
     const grant = await api('alice', 'POST', `/containers/${id}/acl`, {
       Grant: [{ Principal: 'token:bob', Rights: ['view', 'exec', 'control'] }],
@@ -164,6 +170,7 @@ describe('access control lists', () => {
     assert.equal((await as('bob', ['inspect', '-f', '{{.Name}}', 'alices'])).stdout.trim(), '/alices');
     assert.equal((await as('bob', ['exec', 'alices', 'echo', 'in'])).stdout.trim(), 'in');
     assert.equal((await as('bob', ['ps', '--format', '{{.Names}}'])).stdout.trim(), 'alices');
+    assert.deepEqual(await dfIds('bob'), [id]);
     assert.equal((await as('bob', ['restart', '-t', '0', 'alices'])).code, 0);
     denied(await as('bob', ['rm', '-f', 'alices']), 'remove');
     // Only the owner changes the list.

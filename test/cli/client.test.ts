@@ -209,6 +209,72 @@ describe('EngineClient over TCP', () => {
   });
 });
 
+describe('EngineClient whole-body answers', () => {
+  // Raw answers, so framing the client must handle is sent exactly: chunked, empty chunked, cut off,
+  // close-delimited.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-cli-raw-'));
+  const socket = path.join(dir, 'raw.sock');
+  let server: net.Server;
+  const requests: string[] = [];
+
+  before(async () => {
+    const { createServer } = await import('node:net');
+    server = createServer((conn) => {
+      let text = '';
+      conn.on('data', (c: Buffer) => {
+        text += c.toString('latin1');
+        if (!text.includes('\r\n\r\n')) return;
+        requests.push(text);
+        const line = text.split('\r\n')[0];
+        const json = 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n';
+        if (line.startsWith('HEAD /_ping')) {
+          // A HEAD answer announces a length but has no body; the connection stays open.
+          conn.write('HTTP/1.1 200 OK\r\nApi-Version: 1.39\r\nOstype: linux\r\nContent-Length: 2\r\n\r\n');
+        } else if (line.includes('/chunked')) {
+          conn.write(`${json}Transfer-Encoding: chunked\r\n\r\n4\r\n[1,2\r\n`);
+          setTimeout(() => conn.write('3\r\n,3]\r\n0\r\n\r\n'), 20);
+        } else if (line.includes('/empty-chunked')) {
+          conn.write(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`);
+        } else if (line.includes('/cut')) {
+          conn.end(`${json}Content-Length: 100\r\n\r\n{"partial":`);
+        } else if (line.includes('/until-close')) {
+          conn.end(`${json}\r\n{"closed":true}`);
+        } else if (line.includes('/gone')) {
+          conn.end(`HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n`);
+        } else {
+          conn.write(`HTTP/1.1 204 No Content\r\n\r\n`);
+        }
+      });
+      conn.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => server.listen(socket, r));
+  });
+
+  after(async () => {
+    await new Promise<void>((r) => server.close(() => r()));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reads chunked, empty, close-delimited and bodiless answers; refuses cut-off ones', async () => {
+    const client = new EngineClient({ kind: 'unix', path: socket });
+    assert.deepEqual(await client.ping(), { apiVersion: '1.39', osType: 'linux' });
+    assert.match(requests.at(-1) ?? '', /^HEAD \/_ping HTTP\/1\.1\r\n/);
+    assert.match(requests.at(-1) ?? '', /\r\nConnection: close\r\n/);
+    assert.deepEqual(await client.json('GET', '/chunked'), [1, 2, 3]);
+    assert.equal(await client.json('GET', '/empty-chunked'), undefined);
+    assert.deepEqual(await client.json('GET', '/until-close'), { closed: true });
+    assert.equal(await client.call('POST', '/containers/x/start'), 204);
+    assert.match(requests.at(-1) ?? '', /\r\nContent-Length: 0\r\n/);
+    await assert.rejects(client.json('GET', '/cut'), /closed the connection in the middle of its answer/);
+    await assert.rejects(
+      client.json('GET', '/gone'),
+      (err: unknown) =>
+        err instanceof ApiError && err.status === 500 && /Internal Server Error/.test(err.message),
+    );
+    client.close();
+  });
+});
+
 describe('image references', () => {
   it('normalises like the docker CLI', () => {
     const cases: [string, string, string][] = [

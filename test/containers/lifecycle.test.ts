@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { importBusybox, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 
@@ -186,6 +188,54 @@ describe('container lifecycle', () => {
     const pruned = await d.dockerOk(['container', 'prune', '-f']);
     assert.match(pruned, /Total reclaimed space/);
     assert.equal(await d.dockerOk(['ps', '-aq']), '');
+  });
+
+  test('ps --size: SizeRw is the container layer, SizeRootFs adds the image layers', async () => {
+    const upperSize = (dir: string): number => {
+      let total = 0;
+      for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+        if (e.isFile() || e.isSymbolicLink()) total += fs.lstatSync(path.join(e.parentPath, e.name)).size;
+      }
+      return total;
+    };
+    await d.dockerOk([
+      'run',
+      '-d',
+      '--name',
+      'sz-a',
+      'bb',
+      'sh',
+      '-c',
+      'head -c 123457 /dev/zero > /blob; sleep 300',
+    ]);
+    await d.dockerOk(['run', '-d', '--name', 'sz-b', 'bb', 'sleep', '300']);
+    await waitFor(async () => (await d.docker(['exec', 'sz-a', 'test', '-s', '/blob'])).code === 0);
+    await waitFor(async () => (await d.dockerOk(['exec', 'sz-a', 'wc', '-c', '/blob'])).startsWith('123457'));
+    const list = JSON.parse(
+      (await d.api('GET', '/containers/json?size=1&filters=%7B%22name%22%3A%5B%22sz-%22%5D%7D')).body,
+    ) as { Names: string[]; Id: string; SizeRw: number; SizeRootFs: number }[];
+    assert.equal(list.length, 2);
+    const byName = new Map(list.map((c) => [c.Names[0], c]));
+    const a = byName.get('/sz-a');
+    const b = byName.get('/sz-b');
+    assert.ok(a && b);
+    for (const c of [a, b]) {
+      const upper = await d.dockerOk(['inspect', '-f', '{{.GraphDriver.Data.UpperDir}}', c.Id]);
+      assert.equal(c.SizeRw, upperSize(upper));
+    }
+    assert.ok(a.SizeRw >= 123457 && a.SizeRw - b.SizeRw >= 123457, `${a.SizeRw} vs ${b.SizeRw}`);
+    // Same image: the same layers on top of each container's own.
+    assert.ok(a.SizeRootFs - a.SizeRw > 100_000);
+    assert.equal(a.SizeRootFs - a.SizeRw, b.SizeRootFs - b.SizeRw);
+    // A second request walks the layer again: a file written since shows.
+    await d.dockerOk(['exec', 'sz-b', 'sh', '-c', 'head -c 5000 /dev/zero > /more']);
+    const again = JSON.parse((await d.api('GET', `/containers/${b.Id}/json?size=1`)).body) as {
+      SizeRw: number;
+      SizeRootFs: number;
+    };
+    assert.equal(again.SizeRw, b.SizeRw + 5000);
+    assert.equal(again.SizeRootFs, b.SizeRootFs + 5000);
+    await d.dockerOk(['rm', '-f', 'sz-a', 'sz-b']);
   });
 
   test('events stream container and image events with filters', async () => {

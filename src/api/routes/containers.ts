@@ -40,9 +40,11 @@ export function registerContainerRoutes(routes: RouteTable, deps: ContainerRoute
     const limit = queryInt(r.query, 'limit', -1);
     const size = queryBool(r.query, 'size');
     const filters = parseFilters(r.query, LIST_FILTERS);
-    let records = svc.all();
-    if (!all && !filters.has('status') && !filters.has('exited'))
-      records = records.filter((c) => svc.isRunning(c));
+    const visible = r.visibleContainer;
+    const runningOnly = !all && !filters.has('status') && !filters.has('exited');
+    let records = svc
+      .all()
+      .filter((c) => (!runningOnly || svc.isRunning(c)) && (visible === undefined || visible(c.id)));
     records = filterContainers(svc, records, filters, deps.resolveImageId);
     records.sort((a, b) => (a.created < b.created ? 1 : a.created > b.created ? -1 : 0));
     if (limit > 0) records = records.slice(0, limit);

@@ -105,7 +105,9 @@ export function registerResourceRoutes(routes: RouteTable, deps: ResourceRouteDe
     sendJson(r.res, 200, {
       LayersSize: layers.reduce((sum, l) => sum + l.size, 0),
       Images: imageEntries,
-      Containers: records.map((c) => listEntry(svc, c, true, now)),
+      Containers: records
+        .filter((c) => r.visibleContainer?.(c.id) ?? true)
+        .map((c) => listEntry(svc, c, true, now)),
       Volumes: deps.volumes?.() ?? [],
       BuildCache: [],
       BuilderSize: 0,
