@@ -95,6 +95,8 @@ export interface PingResult {
 export class EngineClient {
   readonly address: DaemonAddress;
   apiVersion = '1.41';
+  /** Strata extensions of the daemon, as its ping announced them. */
+  features: string[] = [];
   private agent: http.Agent | null = null;
 
   constructor(address: DaemonAddress) {
@@ -176,21 +178,12 @@ export class EngineClient {
   }
 
   async ping(): Promise<PingResult> {
-<<<<<<< HEAD
-    const res = await this.request('HEAD', '/_ping', { versioned: false });
-    res.resume();
-    const header = (name: string): string | undefined => {
-      const v = res.headers[name];
-      return Array.isArray(v) ? v[0] : v;
-    };
-    const features = (header('strata-features') ?? '')
+    const { headers } = await this.exchange('HEAD', '/_ping', { versioned: false });
+    const features = (headers.get('strata-features') ?? '')
       .split(',')
       .map((f) => f.trim())
       .filter(Boolean);
-    return { apiVersion: header('api-version'), osType: header('ostype'), features };
-=======
-    const { headers } = await this.exchange('HEAD', '/_ping', { versioned: false });
-    return { apiVersion: headers.get('api-version'), osType: headers.get('ostype') };
+    return { apiVersion: headers.get('api-version'), osType: headers.get('ostype'), features };
   }
 
   /**
@@ -267,7 +260,6 @@ export class EngineClient {
       socket.once('error', (err) => reject(this.translateError(err)));
     });
     return socket;
->>>>>>> h-ps
   }
 
   /**
