@@ -179,7 +179,8 @@ export class ContainerService implements ExecHost {
   // create
 
   create(body: CreateBody, requestedName: string | null): { Id: string; Warnings: string[] } {
-    const span = trace.span('create', '');
+    const id = newObjectId();
+    const span = trace.span('create', id);
     const imageRef = body.Image ?? '';
     if (imageRef === '') throw new InvalidArgument('Config.Image is required');
     const image = this.opts.images.resolve(imageRef);
@@ -212,7 +213,6 @@ export class ContainerService implements ExecHost {
         "Conflicting options: AutoRemove and restart policy ('--rm' and '--restart')",
       );
     }
-    const id = newObjectId();
     const merged = mergeCreateConfig(body, image.config.config ?? {}, id, imageRef);
     const record: ContainerRecord = {
       id,
@@ -267,7 +267,7 @@ export class ContainerService implements ExecHost {
     this.names.set(name, id);
     this.event(record, 'create');
     span.mark('event');
-    span.end(id.slice(0, 12));
+    span.end();
     return { Id: id, Warnings: warnings };
   }
 
@@ -843,27 +843,26 @@ export class ContainerService implements ExecHost {
     if (fs.existsSync(path.join(runtime.stateRoot, record.id)))
       await runtime.deleteStopped(record.id).catch(() => undefined);
     span?.mark('runtime-delete');
-    // The directory (upper layer, logs, the mounted root) is renamed out of the way at once, and
-    // unmounted and deleted in the background, off the event loop: the API answers without waiting
-    // (an overlay's unmount syncs the host file system). A crash before that ends leaves
-    // `.removed-<id>`, which start-up unmounts and deletes like any directory without a record.
+    // The root is unmounted on libuv's thread pool (an overlay's last unmount syncs the host file
+    // system: the event loop stays free), then the directory (upper layer, logs) is renamed out of the
+    // way and deleted in the background: the API answers without waiting for that. A crash before the
+    // deletion ends leaves `.removed-<id>`, which start-up deletes like any directory without a record.
     await this.unmounting.get(record.id);
-    const trash = path.join(this.containersDir, `.removed-${record.id}`);
-    let moved = false;
+    let unmounted = true;
     try {
-      fs.renameSync(dir, trash);
-      moved = true;
+      await this.opts.snapshotter.unmountContainerAsync(dir);
     } catch (err) {
-      if (!isErrnoCode(err, 'ENOENT'))
-        log.warn('moving a removed container aside failed', { id: record.id, error: errorMessage(err) });
+      unmounted = false;
+      log.warn('unmounting a removed container failed', { id: record.id, error: errorMessage(err) });
     }
-    if (moved) this.deleteInBackground(trash);
-    else if (fs.existsSync(dir)) {
+    span?.mark('unmount');
+    if (unmounted) {
+      const trash = path.join(this.containersDir, `.removed-${record.id}`);
       try {
-        await this.opts.snapshotter.unmountContainerAsync(dir);
-        fs.rmSync(dir, { recursive: true, force: true });
+        fs.renameSync(dir, trash);
+        this.deleteInBackground(trash);
       } catch (err) {
-        log.warn('removing container layer failed', { id: record.id, error: errorMessage(err) });
+        if (!isErrnoCode(err, 'ENOENT')) fs.rmSync(dir, { recursive: true, force: true });
       }
     }
     fs.rmSync(path.join(this.exitDir, record.id), { force: true });
@@ -889,11 +888,10 @@ export class ContainerService implements ExecHost {
     }
   }
 
-  /** Unmounts and deletes a removed container's directory, one at a time, off the event loop. */
+  /** Deletes a removed (and unmounted) container's directory, one at a time, off the event loop. */
   private deleteInBackground(dir: string): void {
     this.trash = this.trash.then(async () => {
       try {
-        await this.opts.snapshotter.unmountContainerAsync(dir);
         await fs.promises.rm(dir, { recursive: true, force: true });
       } catch (err) {
         log.warn('deleting a removed container failed', { dir, error: errorMessage(err) });

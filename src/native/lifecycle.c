@@ -39,14 +39,16 @@
 
 static napi_value sp_throw(napi_env env, int err, const char *syscall_name, const char *path) {
   char message[512];
+  // glibc's name (libuv has none for some errnos, e.g. ECHILD).
+  const char *code = strerrorname_np(err);
+  if (code == NULL) code = uv_err_name(-err);
   if (path)
-    snprintf(message, sizeof message, "%s: %s, %s '%s'", uv_err_name(-err), uv_strerror(-err), syscall_name,
-             path);
+    snprintf(message, sizeof message, "%s: %s, %s '%s'", code, strerror(err), syscall_name, path);
   else
-    snprintf(message, sizeof message, "%s: %s, %s", uv_err_name(-err), uv_strerror(-err), syscall_name);
+    snprintf(message, sizeof message, "%s: %s, %s", code, strerror(err), syscall_name);
   napi_value js_message, js_code, error, value;
   napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &js_message);
-  napi_create_string_utf8(env, uv_err_name(-err), NAPI_AUTO_LENGTH, &js_code);
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &js_code);
   napi_create_error(env, js_code, js_message, &error);
   napi_create_int32(env, -err, &value);
   napi_set_named_property(env, error, "errno", value);
@@ -206,8 +208,13 @@ static napi_value js_spawn_detached(napi_env env, napi_callback_info info) {
   have_attr = 1;
   sigset_t mask, defaults;
   sigemptyset(&mask);
-  // Node ignores SIGPIPE; an ignored disposition survives exec, so reset every signal.
+  // Node ignores SIGPIPE; an ignored disposition survives exec, so reset every signal. glibc's
+  // sigfillset leaves out its two internal signals (SIGCANCEL, SIGSETXID: 32 and 33), which its
+  // posix_spawn would then set to SIG_IGN in the child, where a non-glibc program would keep them
+  // ignored; set their bits directly so they too go back to SIG_DFL, as after libuv's fork + exec.
   sigfillset(&defaults);
+  for (int sig = SIGRTMIN - 2; sig < SIGRTMIN; sig++)
+    if (sig > 31) defaults.__val[(sig - 1) / (8 * sizeof(unsigned long))] |= 1UL << ((sig - 1) % (8 * sizeof(unsigned long)));
   posix_spawnattr_setsigmask(&attr, &mask);
   posix_spawnattr_setsigdefault(&attr, &defaults);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
