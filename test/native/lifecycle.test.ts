@@ -54,7 +54,7 @@ describe('posix_spawn of detached helpers', () => {
     const script = [
       'echo "env=$GREETING cwd=$(pwd)"',
       // field 6 of /proc/self/stat is the session id: its own pid in a new session
-      'read -r stat < /proc/$$/stat; set -- ${stat#*) }; echo "sid=$4 pid=$$"',
+      'read -r stat < /proc/$$/stat; set -- $(echo "$stat" | sed \'s/.*) //\'); echo "sid=$4 pid=$$"',
       'grep SigIgn /proc/$$/status',
       'echo to-fd-4 >&4',
       'exit 7',
