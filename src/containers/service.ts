@@ -80,6 +80,8 @@ export class ContainerService implements ExecHost {
   private readonly hubs = new Map<string, AttachHub>();
   private readonly stopListeners = new Map<string, Set<() => void>>();
   private readonly exiting = new Set<string>();
+  /** Runtime state of exited containers being deleted. */
+  private readonly deletingRuntime = new Map<string, Promise<void>>();
   /** Root file systems being unmounted after an exit (a start or `cp` waits for it). */
   private readonly unmounting = new Map<string, Promise<void>>();
   /** Deletion of removed containers' directories, one at a time, after the API has answered. */
@@ -311,6 +313,8 @@ export class ContainerService implements ExecHost {
     let plan: StartPlan | null = null;
     const span = trace.span('start', record.id);
     const mark = (label: string) => span.mark(label);
+    // The clean-up after a previous run of this container must be over (runtime state, root unmount).
+    await this.deletingRuntime.get(record.id);
     await this.unmounting.get(record.id);
     try {
       const rootfs = this.opts.snapshotter.isContainerMounted(dir)
@@ -574,35 +578,37 @@ export class ContainerService implements ExecHost {
       span.mark('read');
       this.save(record);
       span.mark('db');
+      // Runtime state, cgroups and the root file system go at once, on the thread pool, registered
+      // before anything yields: a start that comes in meanwhile waits for them (doStart).
+      let cleanup: Promise<void> | null = null;
+      if (!record.hostConfig.AutoRemove) {
+        fs.rmSync(exitFile, { force: true });
+        const unmounting = this.opts.snapshotter
+          .unmountContainerAsync(dir)
+          .catch((err) => log.warn('unmount failed', { id, error: errorMessage(err) }))
+          .then(() => span.mark('unmount'));
+        this.unmounting.set(id, unmounting);
+        const runtimeGone = this.deleteRuntimeState(record).then(() => span.mark('runtime-delete'));
+        cleanup = Promise.all([unmounting, runtimeGone]).then(() => {
+          if (this.unmounting.get(id) === unmounting) this.unmounting.delete(id);
+        });
+      }
       await this.extensions?.exited(record);
       span.mark('extensions');
       this.event(record, 'die', { exitCode: String(record.state.exitCode) });
       this.resolveWaiters(record, ['next-exit', 'not-running']);
       this.notifyStopped(id);
       span.mark('waiters');
-      await yieldToIo();
-      if (record.hostConfig.AutoRemove) {
+      if (cleanup) await cleanup;
+      else {
+        // Let the answers to the waiters go out before the removal takes the event loop.
+        await yieldToIo();
         await this.remove(id, { force: true, volumes: true }).catch((err) =>
           log.warn('auto-remove failed', { id, error: errorMessage(err) }),
         );
         span.mark('autoremove');
         return;
       }
-      fs.rmSync(exitFile, { force: true });
-      const runtime = this.runtimeFor(record);
-      await runtime
-        .deleteStopped(id)
-        .catch((err) => log.warn('runtime delete failed', { id, error: errorMessage(err) }));
-      span.mark('runtime-delete');
-      if (!this.isRunning(record) && !this.starting.has(id)) {
-        const unmounting = this.opts.snapshotter
-          .unmountContainerAsync(dir)
-          .catch((err) => log.warn('unmount failed', { id, error: errorMessage(err) }));
-        this.unmounting.set(id, unmounting);
-        await unmounting;
-        if (this.unmounting.get(id) === unmounting) this.unmounting.delete(id);
-      }
-      span.mark('unmount');
     } finally {
       this.exiting.delete(id);
       span.end();
@@ -837,12 +843,26 @@ export class ContainerService implements ExecHost {
     span.end();
   }
 
-  private async cleanupFiles(record: ContainerRecord, dir: string, span?: Span): Promise<void> {
+  /**
+   * Deletes the runtime's state of an exited container (its cgroups included), once: the exit handler
+   * and a removal racing it share the work.
+   */
+  private deleteRuntimeState(record: ContainerRecord): Promise<void> {
+    const pending = this.deletingRuntime.get(record.id);
+    if (pending) return pending;
     const runtime = this.runtimeFor(record);
+    if (!fs.existsSync(path.join(runtime.stateRoot, record.id))) return Promise.resolve();
+    const work = runtime
+      .deleteStopped(record.id)
+      .catch((err) => log.warn('runtime delete failed', { id: record.id, error: errorMessage(err) }))
+      .finally(() => this.deletingRuntime.delete(record.id));
+    this.deletingRuntime.set(record.id, work);
+    return work;
+  }
+
+  private async cleanupFiles(record: ContainerRecord, dir: string, span?: Span): Promise<void> {
     // After a normal exit the runtime state is already gone, or goes without spawning the runtime.
-    if (fs.existsSync(path.join(runtime.stateRoot, record.id)))
-      await runtime.deleteStopped(record.id).catch(() => undefined);
-    span?.mark('runtime-delete');
+    const runtimeGone = this.deleteRuntimeState(record).then(() => span?.mark('runtime-delete'));
     // The root is unmounted on libuv's thread pool (an overlay's last unmount syncs the host file
     // system: the event loop stays free), then the directory (upper layer, logs) is renamed out of the
     // way and deleted in the background: the API answers without waiting for that. A crash before the
@@ -856,6 +876,7 @@ export class ContainerService implements ExecHost {
       log.warn('unmounting a removed container failed', { id: record.id, error: errorMessage(err) });
     }
     span?.mark('unmount');
+    await runtimeGone;
     if (unmounted) {
       const trash = path.join(this.containersDir, `.removed-${record.id}`);
       try {
