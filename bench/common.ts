@@ -147,7 +147,8 @@ export async function startStrata(base: string, extraEnv: Record<string, string>
     ],
     {
       stdio: ['ignore', 'ignore', 'inherit'],
-      env: { ...process.env, ...extraEnv },
+      // STRATA_LOOPBACK_ONLY: the daemon never contacts a registry off this host.
+      env: { ...process.env, ...extraEnv, STRATA_LOOPBACK_ONLY: '1' },
     },
   );
   await waitForSocket(socket);

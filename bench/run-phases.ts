@@ -107,7 +107,13 @@ async function main(): Promise<void> {
     const runMs: number[] = [];
     for (let i = 0; i < RUNS; i++)
       runMs.push(
-        timeMs(() => must('docker', ['run', '--rm', '--network', 'none', 'bb:latest', 'true'], strata.env)),
+        timeMs(() =>
+          must(
+            'docker',
+            ['run', '--rm', '--pull', 'never', '--network', 'none', 'bb:latest', 'true'],
+            strata.env,
+          ),
+        ),
       );
     const runTrace = parseTrace(traceFile);
     const load = sh('uptime', []).stdout.trim();
@@ -119,7 +125,7 @@ async function main(): Promise<void> {
     lines.push(exitLatency(apiTrace));
     lines.push('');
     lines.push(
-      `docker run --rm --network none bb:latest true: median ${fmt(stats(runMs).median)} ms (min ${fmt(stats(runMs).min)}, n ${RUNS})`,
+      `docker run --rm --pull never --network none bb:latest true: median ${fmt(stats(runMs).median)} ms (min ${fmt(stats(runMs).min)}, n ${RUNS})`,
     );
     lines.push(...summarise(runTrace, 'docker run, daemon side'));
     lines.push(exitLatency(runTrace));
