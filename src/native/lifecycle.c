@@ -6,8 +6,8 @@
 // copied, and the call returns once the child has exec'd.
 //
 //   pipeCloexec()                              → [readFd, writeFd], both O_CLOEXEC
-//   spawnDetached(file, argv, env, cwd, fds)   → pid; child fd i = fds[i] (-1: /dev/null), new session,
-//                                                default signal dispositions, empty signal mask
+//   spawnDetached(file, argv, env, cwd, fds)   → pid; child fd i = fds[i] (-1: /dev/null), no other fd,
+//                                                new session, default signal dispositions, empty mask
 //   reapChild(pid)                             → exit status (128 + signal if killed), or -1 while the
 //                                                child still runs (waitpid WNOHANG)
 //
@@ -195,6 +195,8 @@ static napi_value js_spawn_detached(napi_env env, napi_callback_info info) {
     else
       err = posix_spawn_file_actions_adddup2(&actions, fds[i], (int)i);
   }
+  // Nothing else of the daemon's leaks into the helper, whether or not it was opened O_CLOEXEC.
+  if (!err) err = posix_spawn_file_actions_addclosefrom_np(&actions, (int)nfds);
   if (!err) err = posix_spawn_file_actions_addchdir_np(&actions, cwd);
   if (err) {
     result = sp_throw(env, err, "posix_spawn_file_actions", NULL);
