@@ -33,8 +33,11 @@ const SLEEPERS = Number(process.env.SLEEPERS ?? 20);
 const RUN_ARGS = ['run', '--rm', '--pull', 'never', '--network', 'none', 'bb:latest', 'true'];
 
 function runOnce(env: Record<string, string>, cli = 'docker'): number {
-  // podman asks for RLIMIT_NOFILE 1048576 by default, above this host's hard limit: keep the host's.
-  const args = cli === 'podman' ? ['run', '--ulimit', 'host', ...RUN_ARGS.slice(1)] : RUN_ARGS;
+  // podman's default RLIMIT_NOFILE and RLIMIT_NPROC are above this host's hard limits (crun refuses).
+  const args =
+    cli === 'podman'
+      ? ['run', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', ...RUN_ARGS.slice(1)]
+      : RUN_ARGS;
   return timeMs(() => {
     const r = sh(cli, args, env);
     if (r.code !== 0) throw new Error(`${cli} run failed: ${r.stderr}`);
