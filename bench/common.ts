@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -60,6 +61,33 @@ export function stats(samples: number[]): Stats {
   };
 }
 
+/** One Engine API request over a unix socket (Node 20's global agent keeps connections alive). */
+export function apiCall(
+  socket: string,
+  method: string,
+  apiPath: string,
+  body?: unknown,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const req = http.request(
+      {
+        socketPath: socket,
+        method,
+        path: apiPath,
+        headers: data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {},
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+      },
+    );
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
 export function has(binary: string): boolean {
   return sh('sh', ['-c', `command -v ${binary}`]).code === 0;
 }
@@ -110,7 +138,7 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-export async function startStrata(base: string): Promise<Daemon> {
+export async function startStrata(base: string, extraEnv: Record<string, string> = {}): Promise<Daemon> {
   const socket = path.join(base, 'strata.sock');
   const child = spawn(
     process.execPath,
@@ -128,6 +156,8 @@ export async function startStrata(base: string): Promise<Daemon> {
     ],
     {
       stdio: ['ignore', 'ignore', 'inherit'],
+      // STRATA_LOOPBACK_ONLY: the daemon never contacts a registry off this host.
+      env: { ...process.env, ...extraEnv, STRATA_LOOPBACK_ONLY: '1' },
     },
   );
   await waitForSocket(socket);

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as path from 'node:path';
 import {
+  apiCall,
   busyboxTar,
   type Daemon,
   fmt,
@@ -20,71 +20,51 @@ import {
 
 /**
  * bench/run-latency: `run --rm <busybox> true` latency through Strata, Docker (dockerd from docker.io,
- * when installed), podman (when installed) and raw `crun run` on a prepared bundle, side by side in one
- * run; sequential create→start→wait→rm throughput; daemon idle RSS and per-container overhead with 20
- * sleeping containers. All containers use --network none (Strata's engine core has no bridge yet).
+ * when installed), podman (when installed) and raw `crun run` on a prepared bundle; sequential
+ * create→start→wait→rm throughput; daemon idle RSS and per-container overhead with 20 sleeping
+ * containers. Everything is measured side by side in one run, interleaved (one run of each path per
+ * round; throughput blocks in A-B-B-A order) so that the load of a shared machine weighs on all paths
+ * alike. Containers use --network none on every engine (the private dockerd runs with --bridge=none).
  */
 const RUNS = Number(process.env.RUNS ?? 20);
 const SEQ = Number(process.env.SEQ ?? 50);
 const SLEEPERS = Number(process.env.SLEEPERS ?? 20);
+// --pull never: a missing image must never make an engine look for a registry (no DNS off this host).
+const RUN_ARGS = ['run', '--rm', '--pull', 'never', '--network', 'none', 'bb:latest', 'true'];
 
-function runLatency(env: Record<string, string>, cli = 'docker', extra: string[] = []): Stats {
-  const samples: number[] = [];
-  must(cli, ['run', '--rm', '--network', 'none', ...extra, 'bb:latest', 'true'], env); // warm-up
-  for (let i = 0; i < RUNS; i++) {
-    samples.push(
-      timeMs(() => {
-        const r = sh(cli, ['run', '--rm', '--network', 'none', ...extra, 'bb:latest', 'true'], env);
-        if (r.code !== 0) throw new Error(`${cli} run failed: ${r.stderr}`);
-      }),
-    );
-  }
-  return stats(samples);
+function runOnce(env: Record<string, string>, cli = 'docker'): number {
+  // podman's default RLIMIT_NOFILE and RLIMIT_NPROC are above this host's hard limits (crun refuses).
+  const args =
+    cli === 'podman'
+      ? ['run', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', ...RUN_ARGS.slice(1)]
+      : RUN_ARGS;
+  return timeMs(() => {
+    const r = sh(cli, args, env);
+    if (r.code !== 0) throw new Error(`${cli} run failed: ${r.stderr}`);
+  });
 }
 
-function sequential(env: Record<string, string>): number {
-  const t = timeMs(() => {
-    for (let i = 0; i < SEQ; i++) {
-      const id = must('docker', ['create', '--network', 'none', 'bb:latest', 'true'], env);
+/** create → start → wait → rm through the docker CLI: 4 CLI processes per container. */
+function sequentialCli(env: Record<string, string>, count: number): number {
+  return timeMs(() => {
+    for (let i = 0; i < count; i++) {
+      const id = must('docker', ['create', '--pull', 'never', '--network', 'none', 'bb:latest', 'true'], env);
       must('docker', ['start', id], env);
       must('docker', ['wait', id], env);
       must('docker', ['rm', id], env);
     }
   });
-  return SEQ / (t / 1000);
 }
 
-function apiCall(
-  socket: string,
-  method: string,
-  apiPath: string,
-  body?: unknown,
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const req = http.request(
-      {
-        socketPath: socket,
-        method,
-        path: apiPath,
-        headers: data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {},
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
-  });
-}
-
-/** The same cycle straight through the Engine API (no CLI start-up in the figure). */
-async function sequentialApi(env: Record<string, string>): Promise<number> {
+/**
+ * The same cycle straight through the Engine API, as the docker CLI sends it (wait registered with
+ * `condition=next-exit` before start), one request at a time over a kept-alive connection; identical
+ * for both daemons.
+ */
+async function sequentialApi(env: Record<string, string>, count: number): Promise<number> {
   const socket = env.DOCKER_HOST.replace(/^unix:\/\//, '');
   const t0 = performance.now();
-  for (let i = 0; i < SEQ; i++) {
+  for (let i = 0; i < count; i++) {
     const created = await apiCall(socket, 'POST', '/v1.41/containers/create', {
       Image: 'bb:latest',
       Cmd: ['true'],
@@ -95,15 +75,35 @@ async function sequentialApi(env: Record<string, string>): Promise<number> {
     const wait = apiCall(socket, 'POST', `/v1.41/containers/${id}/wait?condition=next-exit`);
     const started = await apiCall(socket, 'POST', `/v1.41/containers/${id}/start`);
     if (started.status !== 204) throw new Error(`start: ${started.status} ${started.body}`);
-    await wait;
+    const waited = await wait;
+    if (waited.status !== 200) throw new Error(`wait: ${waited.status} ${waited.body}`);
     const removed = await apiCall(socket, 'DELETE', `/v1.41/containers/${id}`);
     if (removed.status !== 204) throw new Error(`rm: ${removed.status} ${removed.body}`);
   }
-  return SEQ / ((performance.now() - t0) / 1000);
+  return performance.now() - t0;
+}
+
+/** Containers per second over SEQ cycles per engine, in blocks A B B A (B absent: A A). */
+async function abba(
+  a: Daemon,
+  b: Daemon | null,
+  measure: (d: Daemon, count: number) => number | Promise<number>,
+): Promise<{ a: number; b: number | null }> {
+  const half = Math.max(1, Math.floor(SEQ / 2));
+  let ta = 0;
+  let tb = 0;
+  ta += await measure(a, half);
+  if (b) tb += await measure(b, half);
+  if (b) tb += await measure(b, SEQ - half);
+  ta += await measure(a, SEQ - half);
+  return { a: SEQ / (ta / 1000), b: b ? SEQ / (tb / 1000) : null };
+}
+
+function daemonRssMb(d: Daemon): number {
+  return d.pids().reduce((a, p) => a + rssKb(p), 0) / 1024;
 }
 
 function memory(d: Daemon, shimName: string): { idleMb: number; perContainerMb: number } {
-  const daemonRss = () => d.pids().reduce((a, p) => a + rssKb(p), 0);
   // Per-container helpers (conmon / containerd-shim) started by this daemon: they are re-parented to
   // PID 1, so find them by name and by a command line that mentions this daemon's root.
   const shimRss = () =>
@@ -116,17 +116,23 @@ function memory(d: Daemon, shimName: string): { idleMb: number; perContainerMb: 
         }
       })
       .reduce((a, p) => a + rssKb(p), 0);
-  const idleKb = daemonRss();
+  const idleMb = daemonRssMb(d);
   const shimsBefore = shimRss();
   const ids: string[] = [];
   for (let i = 0; i < SLEEPERS; i++)
-    ids.push(must('docker', ['run', '-d', '--network', 'none', 'bb:latest', 'sleep', '600'], d.env));
-  const loadedKb = daemonRss() + shimRss() - shimsBefore;
+    ids.push(
+      must(
+        'docker',
+        ['run', '-d', '--pull', 'never', '--network', 'none', 'bb:latest', 'sleep', '600'],
+        d.env,
+      ),
+    );
+  const loadedMb = daemonRssMb(d) + (shimRss() - shimsBefore) / 1024;
   sh('docker', ['rm', '-f', ...ids], d.env);
-  return { idleMb: idleKb / 1024, perContainerMb: (loadedKb - idleKb) / 1024 / SLEEPERS };
+  return { idleMb, perContainerMb: (loadedMb - idleMb) / SLEEPERS };
 }
 
-function rawCrun(base: string, tar: Buffer): Stats | null {
+function prepareCrunBundle(base: string, tar: Buffer): { bundle: string; root: string } | null {
   if (!has('crun')) return null;
   const bundle = path.join(base, 'bundle');
   fs.mkdirSync(path.join(bundle, 'rootfs'), { recursive: true });
@@ -136,13 +142,7 @@ function rawCrun(base: string, tar: Buffer): Stats | null {
   spec.process.terminal = false;
   spec.process.args = ['true'];
   fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec));
-  const root = path.join(base, 'crun-root');
-  const samples: number[] = [];
-  for (let i = 0; i <= RUNS; i++) {
-    const ms = timeMs(() => must('crun', ['--root', root, 'run', '--bundle', bundle, `bench-${i}`]));
-    if (i > 0) samples.push(ms);
-  }
-  return stats(samples);
+  return { bundle, root: path.join(base, 'crun-root') };
 }
 
 function row(name: string, s: Stats | null, note = ''): string {
@@ -150,77 +150,124 @@ function row(name: string, s: Stats | null, note = ''): string {
   return `${name.padEnd(28)} ${fmt(s.median).padStart(8)} ${fmt(s.min).padStart(8)} ${fmt(s.max).padStart(8)} ${String(s.n).padStart(4)} ${note}`;
 }
 
+function verdict(ok: boolean): string {
+  return ok ? 'met' : 'MISSED';
+}
+
 async function main(): Promise<void> {
   const base = tmpBase('strata-bench-');
   const tar = busyboxTar();
-  const results: Record<string, Stats | null> = {};
   const lines: string[] = [];
+  const loadBefore = sh('uptime', []).stdout.trim();
   const strata = await startStrata(path.join(base, 'strata'));
   let docker: Daemon | null = null;
   try {
     must('docker', ['import', '-', 'bb:latest'], strata.env, tar);
-    const strataIdleMb = strata.pids().reduce((a, p) => a + rssKb(p), 0) / 1024;
-    results.strata = runLatency(strata.env);
-    const strataSeq = sequential(strata.env);
-    const strataSeqApi = await sequentialApi(strata.env);
-    const strataMem = memory(strata, 'conmon');
-
+    const strataIdleMb = daemonRssMb(strata);
     fs.mkdirSync(path.join(base, 'docker'), { recursive: true });
     docker = process.env.SKIP_DOCKER ? null : await startDockerd(path.join(base, 'docker'));
-    let dockerSeq: number | null = null;
-    let dockerSeqApi: number | null = null;
-    let dockerMem: { idleMb: number; perContainerMb: number } | null = null;
-    if (docker) {
-      must('docker', ['import', '-', 'bb:latest'], docker.env, tar);
-      results.docker = runLatency(docker.env);
-      dockerSeq = sequential(docker.env);
-      dockerSeqApi = await sequentialApi(docker.env);
-      dockerMem = memory(docker, 'containerd-shim-runc-v2');
-    }
-    results.podman = null;
+    if (docker) must('docker', ['import', '-', 'bb:latest'], docker.env, tar);
     let podmanNote = 'not installed';
-    if (has('podman')) {
+    let podman = false;
+    if (has('podman') && !process.env.SKIP_PODMAN) {
       const imp = sh('podman', ['import', '-', 'bb:latest'], {}, tar);
+      podman = imp.code === 0;
+      podmanNote = podman ? '' : `import failed: ${imp.stderr.trim().split('\n').pop()}`;
+    }
+    const crun = prepareCrunBundle(base, tar);
+
+    // Latency: one warm-up each, then RUNS rounds, each running every path once (order rotating).
+    const paths: { name: string; run: () => number; samples: number[] }[] = [
+      { name: 'strata', run: () => runOnce(strata.env), samples: [] },
+    ];
+    const dockerEnv = docker?.env;
+    if (dockerEnv) paths.push({ name: 'docker', run: () => runOnce(dockerEnv), samples: [] });
+    if (podman) paths.push({ name: 'podman', run: () => runOnce({}, 'podman'), samples: [] });
+    let crunRuns = 0;
+    if (crun)
+      paths.push({
+        name: 'crun',
+        run: () =>
+          timeMs(() =>
+            must('crun', ['--root', crun.root, 'run', '--bundle', crun.bundle, `bench-${crunRuns++}`]),
+          ),
+        samples: [],
+      });
+    for (const p of [...paths]) {
       try {
-        results.podman = imp.code === 0 ? runLatency({}, 'podman') : null;
-        podmanNote = imp.code === 0 ? '' : `import failed: ${imp.stderr.trim().split('\n').pop()}`;
+        p.run();
       } catch (err) {
+        if (p.name !== 'podman') throw err;
         podmanNote = `failed: ${(err as Error).message.split('\n').slice(-2).join(' ').slice(0, 120)}`;
+        paths.splice(paths.indexOf(p), 1);
       }
     }
-    results.crun = rawCrun(base, tar);
+    for (let i = 0; i < RUNS; i++) {
+      for (let j = 0; j < paths.length; j++) {
+        const p = paths[(i + j) % paths.length];
+        p.samples.push(p.run());
+      }
+    }
+    const result = (name: string): Stats | null => {
+      const p = paths.find((x) => x.name === name);
+      return p && p.samples.length > 0 ? stats(p.samples) : null;
+    };
 
-    lines.push(`run --rm bb true, ms over ${RUNS} runs (after one warm-up)`);
+    const seqApi = await abba(strata, docker, (d, n) => sequentialApi(d.env, n));
+    const seqCli = await abba(strata, docker, (d, n) => sequentialCli(d.env, n));
+    const strataMem = memory(strata, 'conmon');
+    // The kernel keeps 15 characters of a command name: containerd-shim-runc-v2 is `containerd-shim`.
+    const dockerMem = docker ? memory(docker, 'containerd-shim') : null;
+    const loadAfter = sh('uptime', []).stdout.trim();
+
+    const s = result('strata') as Stats;
+    const d = result('docker');
+    const c = result('crun');
+    const pm = result('podman');
+    lines.push(`bench/run-latency (RUNS=${RUNS} SEQ=${SEQ} SLEEPERS=${SLEEPERS})`);
+    lines.push(`load before: ${loadBefore}`);
+    lines.push(`load after:  ${loadAfter}`);
+    lines.push('');
+    lines.push(`${RUN_ARGS.join(' ')}, ms over ${RUNS} interleaved rounds (after one warm-up each)`);
     lines.push(
       `${'path'.padEnd(28)} ${'median'.padStart(8)} ${'min'.padStart(8)} ${'max'.padStart(8)} ${'n'.padStart(4)}`,
     );
-    lines.push(row('strata (docker CLI)', results.strata));
-    lines.push(row('docker (dockerd 20.10)', results.docker ?? null, docker ? '' : 'dockerd not available'));
-    lines.push(row('podman', results.podman, podmanNote));
-    lines.push(row('raw crun run', results.crun));
-    const s = results.strata!.median;
-    if (results.docker)
-      lines.push(`ratio strata/docker: ${fmt(s / results.docker.median, 3)} (target ≤ 0.25)`);
-    if (results.crun) lines.push(`strata − raw crun: ${fmt(s - results.crun.median)} ms (target ≤ 150)`);
-    if (results.podman) lines.push(`ratio strata/podman: ${fmt(s / results.podman.median, 3)}`);
+    lines.push(row('strata (docker CLI)', s));
+    lines.push(row('docker (dockerd, docker CLI)', d, docker ? '' : 'dockerd not available'));
+    lines.push(row('podman', pm, podmanNote));
+    lines.push(row('raw crun run', c, crun ? '(prepared bundle, no seccomp)' : 'crun not installed'));
+    if (d)
+      lines.push(
+        `  strata / docker   = ${fmt(s.median / d.median, 3)}   target ≤ 0.25   ${verdict(s.median <= 0.25 * d.median)}`,
+      );
+    if (c)
+      lines.push(
+        `  strata − raw crun = ${fmt(s.median - c.median)} ms   target ≤ 150 ms   ${verdict(s.median - c.median <= 150)}`,
+      );
+    if (pm) lines.push(`  strata / podman   = ${fmt(s.median / pm.median, 3)}`);
     lines.push('');
     lines.push(
-      `sequential create→start→wait→rm of ${SEQ} containers (containers/s), through the docker CLI and straight through the API`,
+      `sequential create→start→wait→rm, ${SEQ} containers per engine (blocks A-B-B-A), containers/s`,
+    );
+    const ratio = (a: number, b: number | null) =>
+      b ? `docker ${fmt(b, 2).padStart(6)}   ratio ${fmt(a / b, 2)}` : 'docker n/a';
+    lines.push(
+      `  Engine API (the figure for the target): strata ${fmt(seqApi.a, 2).padStart(6)}   ${ratio(seqApi.a, seqApi.b)}   target ≥ 4${seqApi.b ? `   ${verdict(seqApi.a >= 4 * seqApi.b)}` : ''}`,
     );
     lines.push(
-      `API:  strata ${fmt(strataSeqApi, 2)}${dockerSeqApi ? `   docker ${fmt(dockerSeqApi, 2)}   ratio ${fmt(strataSeqApi / dockerSeqApi, 2)} (target ≥ 4)` : ''}`,
-    );
-    lines.push(
-      `CLI:  strata ${fmt(strataSeq, 2)}${dockerSeq ? `   docker ${fmt(dockerSeq, 2)}   ratio ${fmt(strataSeq / dockerSeq, 2)} (target ≥ 4)` : ''}`,
+      `  docker CLI (4 CLI processes per container, ~65 ms each; for reference): strata ${fmt(seqCli.a, 2)}   ${ratio(seqCli.a, seqCli.b)}`,
     );
     lines.push('');
-    lines.push(`memory with ${SLEEPERS} sleeping containers`);
+    lines.push(`memory (RSS), ${SLEEPERS} sleeping containers`);
     lines.push(
-      `strata daemon idle RSS ${fmt(strataIdleMb)} MB after start-up (target ≤ 80), ${fmt(strataMem.idleMb)} MB after the runs above; per container ${fmt(strataMem.perContainerMb, 2)} MB (daemon growth + conmon; target ≤ 3)`,
+      `  strata daemon idle ${fmt(strataIdleMb)} MB after start-up + import (target ≤ 80: ${verdict(strataIdleMb <= 80)}), ${fmt(strataMem.idleMb)} MB after the runs above`,
+    );
+    lines.push(
+      `  strata per container ${fmt(strataMem.perContainerMb, 2)} MB (daemon growth + conmon; target ≤ 3: ${verdict(strataMem.perContainerMb <= 3)})`,
     );
     if (dockerMem)
       lines.push(
-        `docker dockerd+containerd idle RSS ${fmt(dockerMem.idleMb)} MB, per container ${fmt(dockerMem.perContainerMb, 2)} MB (daemons + shim)`,
+        `  docker dockerd+containerd idle ${fmt(dockerMem.idleMb)} MB, per container ${fmt(dockerMem.perContainerMb, 2)} MB (daemons + shim)`,
       );
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {

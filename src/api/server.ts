@@ -2,6 +2,7 @@ import * as http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errorMessage } from '../common/errors.js';
 import { logger } from '../common/log.js';
+import { trace } from '../common/trace.js';
 import {
   API_VERSION,
   type ApiRequest,
@@ -83,9 +84,14 @@ export function createApiServer(router: Router, options: ApiServerOptions = {}):
     }
     const apiReq: ApiRequest = { req, res, params: match.params, query: url.searchParams, version, upgrade };
     const startedAt = performance.now();
+    const span = trace.span('api', match.params.id ?? '');
     try {
-      const handle = async () => match.handler(apiReq);
+      const handle = async () => {
+        span.mark('routed');
+        return match.handler(apiReq);
+      };
       await (options.middleware ? options.middleware(apiReq, method, path, handle) : handle());
+      span.end(`${method} ${path} ${res.statusCode}`);
       log.debug(`${method} ${path} ${res.statusCode} ${(performance.now() - startedAt).toFixed(1)}ms`);
     } catch (err) {
       const status = (err as { status?: number }).status ?? 500;

@@ -81,11 +81,17 @@ export class RestartManager {
   private closed = false;
   /** Starts in progress that this manager made (the start hook tells them from manual ones). */
   private readonly policyStarts = new Set<string>();
+  private readonly upsert;
+  private readonly remove;
 
   constructor(
-    private readonly db: Db,
+    db: Db,
     private readonly host: RestartHost,
   ) {
+    this.upsert = db.prepare(
+      'INSERT INTO restart_state (container_id, data) VALUES (?, ?) ON CONFLICT(container_id) DO UPDATE SET data = excluded.data',
+    );
+    this.remove = db.prepare('DELETE FROM restart_state WHERE container_id = ?');
     for (const row of db.prepare('SELECT container_id, data FROM restart_state').all() as {
       container_id: string;
       data: string;
@@ -106,11 +112,7 @@ export class RestartManager {
   private save(id: string): void {
     const s = this.states.get(id);
     if (!s) return;
-    this.db
-      .prepare(
-        'INSERT INTO restart_state (container_id, data) VALUES (?, ?) ON CONFLICT(container_id) DO UPDATE SET data = excluded.data',
-      )
-      .run(id, JSON.stringify(s));
+    this.upsert.run(id, JSON.stringify(s));
   }
 
   private cancel(id: string): void {
@@ -124,6 +126,9 @@ export class RestartManager {
     const byPolicy = this.policyStarts.has(record.id);
     this.cancel(record.id);
     this.startedAt.set(record.id, Date.now());
+    // No state yet and no policy: a missing row already means "no delay, not stopped by hand", so the
+    // start of an ordinary container costs no database write.
+    if (!this.states.has(record.id) && (record.hostConfig.RestartPolicy?.Name ?? 'no') === 'no') return;
     const s = this.state(record.id);
     s.nextAt = 0;
     if (!byPolicy) s.manualStop = false;
@@ -146,9 +151,9 @@ export class RestartManager {
 
   forget(id: string): void {
     this.cancel(id);
-    this.states.delete(id);
     this.startedAt.delete(id);
-    this.db.prepare('DELETE FROM restart_state WHERE container_id = ?').run(id);
+    // `states` mirrors the table (loaded at start, every write goes through it).
+    if (this.states.delete(id)) this.remove.run(id);
   }
 
   /** After an exit has been recorded: schedules a restart when the policy asks for one. */

@@ -7,6 +7,7 @@ import {
   Conflict,
   errorMessage,
   InvalidArgument,
+  isErrnoCode,
   NotFound,
   NotModified,
   StrataError,
@@ -16,6 +17,7 @@ import type { EventBus } from '../common/events.js';
 import { directorySize, writeFileAtomicSync } from '../common/fsutil.js';
 import { newObjectId, randomContainerName } from '../common/ids.js';
 import { logger } from '../common/log.js';
+import { type Span, TRACE_ENABLED, trace } from '../common/trace.js';
 import { resizeTerminal } from '../runtime/attach.js';
 import { cgroupPids } from '../runtime/cgroups.js';
 import { conmonCreate } from '../runtime/conmon.js';
@@ -80,6 +82,12 @@ export class ContainerService implements ExecHost {
   private readonly exiting = new Set<string>();
   /** Total size of each image layer chain containers use (layers are immutable). */
   private readonly chainSizes = new Map<Digest, number>();
+  /** Runtime state of exited containers being deleted. */
+  private readonly deletingRuntime = new Map<string, Promise<void>>();
+  /** Root file systems being unmounted after an exit (a start or `cp` waits for it). */
+  private readonly unmounting = new Map<string, Promise<void>>();
+  /** Deletion of removed containers' directories, one at a time, after the API has answered. */
+  private trash: Promise<void> = Promise.resolve();
   private watcher: fs.FSWatcher | null = null;
   /** Containers whose start is in progress (a racing exit must wait for the record). */
   private readonly starting = new Map<string, Promise<void>>();
@@ -175,9 +183,12 @@ export class ContainerService implements ExecHost {
   // create
 
   create(body: CreateBody, requestedName: string | null): { Id: string; Warnings: string[] } {
+    const id = newObjectId();
+    const span = trace.span('create', id);
     const imageRef = body.Image ?? '';
     if (imageRef === '') throw new InvalidArgument('Config.Image is required');
     const image = this.opts.images.resolve(imageRef);
+    span.mark('image');
     let name: string;
     if (requestedName !== null && requestedName !== '') {
       name = validateContainerName(requestedName);
@@ -193,6 +204,7 @@ export class ContainerService implements ExecHost {
     }
     const host = body.HostConfig ?? {};
     const warnings = this.opts.checkHostConfig?.(host) ?? [];
+    span.mark('check');
     const runtimeName = host.Runtime && host.Runtime !== '' ? host.Runtime : this.opts.defaultRuntime;
     if (!this.opts.runtimes.has(runtimeName))
       throw new InvalidArgument(`unknown or invalid runtime name: ${runtimeName}`);
@@ -205,7 +217,6 @@ export class ContainerService implements ExecHost {
         "Conflicting options: AutoRemove and restart policy ('--rm' and '--restart')",
       );
     }
-    const id = newObjectId();
     const merged = mergeCreateConfig(body, image.config.config ?? {}, id, imageRef);
     const record: ContainerRecord = {
       id,
@@ -242,12 +253,16 @@ export class ContainerService implements ExecHost {
       runtime: runtimeName as 'crun' | 'runc',
       hasStarted: false,
     };
+    span.mark('merge');
     this.extensions?.created(record, body);
+    span.mark('extensions');
     const dir = this.containerDir(id);
     try {
       fs.mkdirSync(dir, { mode: 0o710 });
       this.opts.snapshotter.prepareContainerLayer(dir);
+      span.mark('dirs');
       this.table.insert(record);
+      span.mark('db');
     } catch (err) {
       fs.rmSync(dir, { recursive: true, force: true });
       throw err;
@@ -255,6 +270,8 @@ export class ContainerService implements ExecHost {
     this.records.set(id, record);
     this.names.set(name, id);
     this.event(record, 'create');
+    span.mark('event');
+    span.end();
     return { Id: id, Warnings: warnings };
   }
 
@@ -296,17 +313,22 @@ export class ContainerService implements ExecHost {
     const host = record.hostConfig;
     let created = false;
     let plan: StartPlan | null = null;
-    const t0 = performance.now();
-    const marks: string[] = [];
-    const mark = (label: string) => marks.push(`${label}=${(performance.now() - t0).toFixed(1)}`);
+    const span = trace.span('start', record.id);
+    const mark = (label: string) => span.mark(label);
+    // The clean-up after a previous run of this container must be over (runtime state, root unmount).
+    await this.deletingRuntime.get(record.id);
+    await this.unmounting.get(record.id);
     try {
       const rootfs = this.opts.snapshotter.isContainerMounted(dir)
         ? path.join(dir, 'rootfs')
         : this.opts.snapshotter.mountContainer(dir, record.chainId);
       mark('mount');
       const etcMounts = this.writeEtcFiles(record, dir);
+      mark('etc');
       plan = this.extensions ? await this.extensions.prepareStart(record, rootfs, dir, etcMounts) : null;
+      mark('prepare');
       const user = resolveUser(rootfs, record.config.User, host.GroupAdd ?? []);
+      mark('user');
       const env = [...record.config.Env];
       const has = (k: string) => env.some((e) => e.startsWith(`${k}=`));
       if (!has('PATH')) env.unshift('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
@@ -345,8 +367,12 @@ export class ContainerService implements ExecHost {
         const linux = spec.linux as { namespaces: { type: string }[] };
         linux.namespaces = linux.namespaces.filter((n) => n.type !== 'network');
       }
+      mark('spec');
       this.opts.decorateSpec?.(spec, record);
+      const specToken = runtime.prepareSpec(spec);
+      mark('security');
       fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(spec));
+      mark('write');
       for (const f of ['attach', 'ctl', 'winsz', 'pidfile', 'conmon.pid', 'oom'])
         fs.rmSync(path.join(dir, f), { force: true });
       fs.rmSync(path.join(this.exitDir, record.id), { force: true });
@@ -354,8 +380,7 @@ export class ContainerService implements ExecHost {
       // A stale runtime state from a crash would make create fail with "already exists".
       if (fs.existsSync(path.join(runtime.stateRoot, record.id)))
         await runtime.delete(record.id, true).catch(() => undefined);
-
-      mark('spec');
+      mark('clean');
       const hub = this.hubFor(record);
       const { pid, conmonPid } = await conmonCreate({
         id: record.id,
@@ -367,8 +392,10 @@ export class ContainerService implements ExecHost {
         openStdin: record.config.OpenStdin ?? false,
         leaveStdinOpen: !(record.config.StdinOnce ?? false),
         runtime,
+        span,
       });
       created = true;
+      runtime.created(record.id, specToken);
       mark('create');
       await plan?.attach(pid);
       mark('network');
@@ -379,7 +406,6 @@ export class ContainerService implements ExecHost {
       mark('attach');
       await runtime.start(record.id);
       mark('start');
-      log.debug('start timing', { id: record.id.slice(0, 12), marks: marks.join(' ') });
       record.state = {
         ...record.state,
         status: 'running',
@@ -393,8 +419,11 @@ export class ContainerService implements ExecHost {
       };
       record.hasStarted = true;
       this.save(record);
+      mark('db');
       this.event(record, 'start');
       this.extensions?.started(record);
+      mark('started');
+      span.end();
     } catch (err) {
       const message = startErrorMessage(errorMessage(err));
       log.debug('start failed', { id: record.id, error: message });
@@ -500,6 +529,7 @@ export class ContainerService implements ExecHost {
     this.watcher = fs.watch(this.exitDir, (_type, filename) => {
       if (!filename || !/^[a-f0-9]{64}$/.test(filename)) return;
       const record = this.records.get(filename);
+      if (TRACE_ENABLED) traceExitSeen(this.exitDir, filename);
       if (record && this.isRunning(record)) void this.handleExit(filename);
     });
   }
@@ -528,6 +558,7 @@ export class ContainerService implements ExecHost {
       return;
     }
     this.exiting.add(id);
+    const span = trace.span('exit', id);
     try {
       const code = Number(text);
       const dir = this.containerDir(id);
@@ -546,29 +577,43 @@ export class ContainerService implements ExecHost {
         finishedAt,
         oomKilled: fs.existsSync(path.join(dir, 'persist', 'oom')),
       };
+      span.mark('read');
       this.save(record);
+      span.mark('db');
+      // Runtime state, cgroups and the root file system go at once, on the thread pool, registered
+      // before anything yields: a start that comes in meanwhile waits for them (doStart).
+      let cleanup: Promise<void> | null = null;
+      if (!record.hostConfig.AutoRemove) {
+        fs.rmSync(exitFile, { force: true });
+        const unmounting = this.opts.snapshotter
+          .unmountContainerAsync(dir)
+          .catch((err) => log.warn('unmount failed', { id, error: errorMessage(err) }))
+          .then(() => span.mark('unmount'));
+        this.unmounting.set(id, unmounting);
+        const runtimeGone = this.deleteRuntimeState(record).then(() => span.mark('runtime-delete'));
+        cleanup = Promise.all([unmounting, runtimeGone]).then(() => {
+          if (this.unmounting.get(id) === unmounting) this.unmounting.delete(id);
+        });
+      }
       await this.extensions?.exited(record);
+      span.mark('extensions');
       this.event(record, 'die', { exitCode: String(record.state.exitCode) });
       this.resolveWaiters(record, ['next-exit', 'not-running']);
       this.notifyStopped(id);
-      if (record.hostConfig.AutoRemove) {
+      span.mark('waiters');
+      if (cleanup) await cleanup;
+      else {
+        // Let the answers to the waiters go out before the removal takes the event loop.
+        await yieldToIo();
         await this.remove(id, { force: true, volumes: true }).catch((err) =>
           log.warn('auto-remove failed', { id, error: errorMessage(err) }),
         );
+        span.mark('autoremove');
         return;
-      }
-      fs.rmSync(exitFile, { force: true });
-      const runtime = this.runtimeFor(record);
-      await runtime
-        .delete(id, true)
-        .catch((err) => log.warn('runtime delete failed', { id, error: errorMessage(err) }));
-      try {
-        if (!this.isRunning(record)) this.opts.snapshotter.unmountContainer(dir);
-      } catch (err) {
-        log.warn('unmount failed', { id, error: errorMessage(err) });
       }
     } finally {
       this.exiting.delete(id);
+      span.end();
     }
     if (this.records.has(id)) this.extensions?.afterExit(record);
   }
@@ -750,6 +795,7 @@ export class ContainerService implements ExecHost {
 
   async remove(ref: string, opts: { force: boolean; volumes: boolean }): Promise<void> {
     const record = this.get(ref);
+    const span = trace.span('remove', record.id);
     if (this.isRunning(record) || this.starting.has(record.id)) {
       if (!opts.force) {
         throw new Conflict(
@@ -774,11 +820,13 @@ export class ContainerService implements ExecHost {
     if (record.state.status === 'removing' && !this.exiting.has(record.id)) {
       throw new Conflict(`removal of container ${record.id} is already in progress`);
     }
+    span.mark('stopped');
     record.state.status = 'removing';
     const dir = this.containerDir(record.id);
     // Database first for this direction: once the row is gone the container is gone for every
     // client; the directory left behind by a crash here is garbage that start-up sweeps.
     this.table.delete(record.id);
+    span.mark('db');
     this.records.delete(record.id);
     this.names.delete(record.name);
     this.hubs.get(record.id)?.finishAfterDrain();
@@ -786,23 +834,62 @@ export class ContainerService implements ExecHost {
     this.execs.dropContainer(record.id);
     this.event(record, 'destroy');
     this.resolveWaiters(record, ['removed', 'next-exit', 'not-running']);
-    await this.cleanupFiles(record, dir);
+    span.mark('event');
+    // Let the answers to the waiters go out before the clean-up below takes the event loop.
+    await yieldToIo();
+    await this.cleanupFiles(record, dir, span);
     await this.extensions?.removed(record, opts);
+    span.mark('extensions');
     this.opts.onContainerRemoved?.();
+    span.mark('gc');
+    span.end();
   }
 
-  private async cleanupFiles(record: ContainerRecord, dir: string): Promise<void> {
+  /**
+   * Deletes the runtime's state of an exited container (its cgroups included), once: the exit handler
+   * and a removal racing it share the work.
+   */
+  private deleteRuntimeState(record: ContainerRecord): Promise<void> {
+    const pending = this.deletingRuntime.get(record.id);
+    if (pending) return pending;
     const runtime = this.runtimeFor(record);
-    // After a normal exit the runtime state is already gone; spawning the runtime costs ~15 ms.
-    if (fs.existsSync(path.join(runtime.stateRoot, record.id)))
-      await runtime.delete(record.id, true).catch(() => undefined);
+    if (!fs.existsSync(path.join(runtime.stateRoot, record.id))) return Promise.resolve();
+    const work = runtime
+      .deleteStopped(record.id)
+      .catch((err) => log.warn('runtime delete failed', { id: record.id, error: errorMessage(err) }))
+      .finally(() => this.deletingRuntime.delete(record.id));
+    this.deletingRuntime.set(record.id, work);
+    return work;
+  }
+
+  private async cleanupFiles(record: ContainerRecord, dir: string, span?: Span): Promise<void> {
+    // After a normal exit the runtime state is already gone, or goes without spawning the runtime.
+    const runtimeGone = this.deleteRuntimeState(record).then(() => span?.mark('runtime-delete'));
+    // The root is unmounted on libuv's thread pool (an overlay's last unmount syncs the host file
+    // system: the event loop stays free), then the directory (upper layer, logs) is renamed out of the
+    // way and deleted in the background: the API answers without waiting for that. A crash before the
+    // deletion ends leaves `.removed-<id>`, which start-up deletes like any directory without a record.
+    await this.unmounting.get(record.id);
+    let unmounted = true;
     try {
-      this.opts.snapshotter.removeContainerLayer(dir);
+      await this.opts.snapshotter.unmountContainerAsync(dir);
     } catch (err) {
-      log.warn('removing container layer failed', { id: record.id, error: errorMessage(err) });
+      unmounted = false;
+      log.warn('unmounting a removed container failed', { id: record.id, error: errorMessage(err) });
     }
-    fs.rmSync(dir, { recursive: true, force: true });
+    span?.mark('unmount');
+    await runtimeGone;
+    if (unmounted) {
+      const trash = path.join(this.containersDir, `.removed-${record.id}`);
+      try {
+        fs.renameSync(dir, trash);
+        this.deleteInBackground(trash);
+      } catch (err) {
+        if (!isErrnoCode(err, 'ENOENT')) fs.rmSync(dir, { recursive: true, force: true });
+      }
+    }
     fs.rmSync(path.join(this.exitDir, record.id), { force: true });
+    span?.mark('dir');
     for (const hierarchy of [
       'cpu',
       'cpuacct',
@@ -822,6 +909,22 @@ export class ContainerService implements ExecHost {
         // absent or already removed by the runtime
       }
     }
+  }
+
+  /** Deletes a removed (and unmounted) container's directory, one at a time, off the event loop. */
+  private deleteInBackground(dir: string): void {
+    this.trash = this.trash.then(async () => {
+      try {
+        await fs.promises.rm(dir, { recursive: true, force: true });
+      } catch (err) {
+        log.warn('deleting a removed container failed', { dir, error: errorMessage(err) });
+      }
+    });
+  }
+
+  /** Resolves once removed containers' directories are gone (tests, shutdown). */
+  removalsSettled(): Promise<void> {
+    return this.trash;
   }
 
   rename(ref: string, newName: string): void {
@@ -931,6 +1034,7 @@ export class ContainerService implements ExecHost {
     const record = this.get(ref);
     const dir = this.containerDir(record.id);
     const rootfs = path.join(dir, 'rootfs');
+    await this.unmounting.get(record.id);
     const mountedByUs = !this.opts.snapshotter.isContainerMounted(dir);
     if (mountedByUs) this.opts.snapshotter.mountContainer(dir, record.chainId);
     this.tempMounts.set(record.id, (this.tempMounts.get(record.id) ?? 0) + 1);
@@ -1129,4 +1233,21 @@ export function resourcesFromHostConfig(host: ContainerRecord['hostConfig']): Re
 
 export function writeJsonAtomic(file: string, value: unknown): void {
   writeFileAtomicSync(file, JSON.stringify(value));
+}
+
+/** The moment conmon's exit file is seen, next to the time conmon wrote it (its mtime). */
+function traceExitSeen(exitDir: string, id: string): void {
+  let written = '';
+  try {
+    const st = fs.statSync(path.join(exitDir, id));
+    written = ` written=${st.mtimeMs.toFixed(3)}`;
+  } catch {
+    // already consumed
+  }
+  trace.point('exit-seen', id, written.trim());
+}
+
+/** Resolves after pending I/O callbacks (e.g. writes of answers just resolved) have had their turn. */
+function yieldToIo(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }

@@ -277,6 +277,9 @@ export async function main(argv: string[]): Promise<void> {
     log.info(`received ${signal}; stopping (containers keep running)`);
     containers.stopWatching();
     server.close();
+    // Directories of removed containers are deleted in the background; give that a moment to finish
+    // (what is left is swept at the next start).
+    await Promise.race([containers.removalsSettled(), new Promise((r) => setTimeout(r, 5000).unref())]);
     await extensions.shutdown();
     for (const tcp of tcpServers) tcp.close();
     for (const s of [socketPath]) fs.rmSync(s, { force: true });

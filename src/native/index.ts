@@ -138,6 +138,18 @@ export interface StrataNative {
    * namespace `usernsFd` (an open `/proc/<pid>/ns/user`), as userns-remapped containers need.
    */
   mountIdmapped(source: string, target: string, usernsFd: number): void;
+  /** pipe2(O_CLOEXEC): [readFd, writeFd]. */
+  pipeCloexec(): [number, number];
+  /**
+   * posix_spawn (vfork-like: the daemon's memory is not copied) of `file` with `argv` (argv[0]
+   * included) and `env` (`K=V`) in `cwd`, in a new session, default signal dispositions; the child's
+   * fd i is `fds[i]` (-1: /dev/null). Returns the pid; the caller reaps it with `reapChild`.
+   */
+  spawnDetached(file: string, argv: string[], env: string[], cwd: string, fds: number[]): number;
+  /** waitpid(WNOHANG): the exit status (128 + signal when killed), or -1 while the child runs. */
+  reapChild(pid: number): number;
+  /** umount2 on libuv's thread pool (an overlay's last unmount syncs its upper file system). */
+  umount2Async(target: string, flags?: number): Promise<void>;
   readonly constants: Readonly<Record<NativeConstantName, number>>;
 }
 
@@ -179,6 +191,10 @@ export const syncfs = native.syncfs;
 export const syncfsAsync = native.syncfsAsync;
 export const peerCredentials = native.peerCredentials;
 export const mountIdmapped = native.mountIdmapped;
+export const pipeCloexec = native.pipeCloexec;
+export const spawnDetachedProcess = native.spawnDetached;
+export const reapChild = native.reapChild;
+export const umount2Async = native.umount2Async;
 export const constants = native.constants;
 
 /** True when `err` is an addon (or fs) error with the given code. */

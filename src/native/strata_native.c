@@ -748,6 +748,8 @@ static void set_constant(napi_env env, napi_value object, const char *name, int6
 
 // netlink.c: netlinkOpen, netlinkTransact (src/network/).
 void strata_register_netlink(napi_env env, napi_value exports);
+// lifecycle.c: pipeCloexec, spawnDetached, reapChild, umountAsync (src/runtime/spawn.ts, src/snapshots/overlay.ts).
+void strata_register_lifecycle(napi_env env, napi_value exports);
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
@@ -768,6 +770,7 @@ static napi_value init(napi_env env, napi_value exports) {
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
   strata_register_netlink(env, exports);
+  strata_register_lifecycle(env, exports);
 
   napi_value constants;
   napi_create_object(env, &constants);

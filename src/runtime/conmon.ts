@@ -1,8 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import type { Readable, Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { SystemError } from '../common/errors.js';
+import type { Span } from '../common/trace.js';
 import type { OciRuntime } from './oci.js';
+import { type DetachedChild, spawnDetached } from './spawn.js';
 
 export const CONMON_BINARY = process.env.STRATA_CONMON ?? '/usr/bin/conmon';
 
@@ -73,40 +74,54 @@ function runtimeArgs(runtime: OciRuntime): string[] {
   return ['-r', runtime.binary, '--runtime-arg', '--root', '--runtime-arg', runtime.stateRoot];
 }
 
-function spawnConmon(args: string[], cwd: string, withAttachPipe: boolean): ChildProcess {
-  const child = spawn(CONMON_BINARY, args, {
-    cwd,
-    detached: true,
-    stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', ...(withAttachPipe ? (['pipe'] as const) : [])],
-    env: {
+/**
+ * conmon with fd 2 = its stderr (option errors), 3 = sync pipe, 4 = start pipe, and for exec 5 =
+ * attach pipe; a new session, so a signal to the daemon's process group never reaches it.
+ */
+function spawnConmon(args: string[], cwd: string, withAttachPipe: boolean): DetachedChild {
+  return spawnDetached(
+    CONMON_BINARY,
+    args,
+    {
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
       _OCI_SYNCPIPE: '3',
       _OCI_STARTPIPE: '4',
       ...(withAttachPipe ? { _OCI_ATTACHPIPE: '5' } : {}),
     },
-  });
-  child.unref();
-  return child;
+    cwd,
+    ['ignore', 'ignore', 'read', 'read', 'write', ...(withAttachPipe ? (['read'] as const) : [])],
+  );
 }
 
-function collectStderr(child: ChildProcess): () => string {
+function collectStderr(child: DetachedChild): () => string {
   let text = '';
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (d: string) => {
+  const stderr = child.readers.get(2);
+  stderr?.setEncoding('utf8');
+  stderr?.on('data', (d: string) => {
     if (text.length < 8192) text += d;
   });
+  stderr?.on('error', () => undefined);
   return () => text.trim();
 }
 
-function pipeAt(child: ChildProcess, fd: number): Readable | Writable {
-  const stream = (child.stdio as unknown as (Readable | Writable | null)[])[fd];
+function readerAt(child: DetachedChild, fd: number): Readable {
+  const stream = child.readers.get(fd);
   if (!stream) throw new SystemError(`conmon pipe ${fd} missing`);
   return stream;
 }
 
-function closeChildPipes(child: ChildProcess): void {
-  for (const s of child.stdio) {
-    if (s && 'destroy' in s) (s as Readable).destroy();
+/** One byte on the start pipe releases conmon (podman writes 0x00); never blocks on an empty pipe. */
+function writeStartByte(child: DetachedChild, close: boolean): void {
+  const fd = child.writers.get(4);
+  if (fd === undefined) return;
+  try {
+    fs.writeSync(fd, Buffer.of(0));
+  } catch {
+    // conmon already gone: the sync pipe reports it
+  }
+  if (close) {
+    fs.closeSync(fd);
+    child.writers.delete(4);
   }
 }
 
@@ -121,6 +136,8 @@ export interface CreateOptions {
   /** Docker's StdinOnce=false: a client's disconnect must not close the container's stdin. */
   leaveStdinOpen: boolean;
   runtime: OciRuntime;
+  /** Timing marks (common/trace.ts). */
+  span?: Span;
 }
 
 /** Runs `<runtime> create` under a new conmon; resolves with the container's pid once created. */
@@ -149,19 +166,25 @@ export async function conmonCreate(opts: CreateOptions): Promise<{ pid: number; 
     `k8s-file:${opts.logPath}`,
     '--log-level',
     'warning',
+    // conmon would fsync the log before writing the exit file, holding up every exit (and `wait`) by
+    // an ext4 journal commit; like dockerd's log drivers we leave the log to the page cache, which a
+    // daemon crash does not lose.
+    '--no-sync-log',
     '--conmon-pidfile',
     `${opts.bundleDir}/conmon.pid`,
     ...(opts.tty ? ['-t'] : opts.openStdin ? ['-i'] : []),
     ...(opts.openStdin && opts.leaveStdinOpen ? ['--leave-stdin-open'] : []),
   ];
   const child = spawnConmon(args, opts.bundleDir, false);
+  opts.span?.mark('conmon-spawned');
   const stderr = collectStderr(child);
-  const sync = new LineReader(pipeAt(child, 3) as Readable);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  (pipeAt(child, 4) as Writable).end(Buffer.of(0));
-  const first = await Promise.race([sync.next(), exited.then(() => sync.next())]);
-  const code = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 2000))]);
-  closeChildPipes(child);
+  const sync = new LineReader(readerAt(child, 3));
+  writeStartByte(child, true);
+  // EOF on the sync pipe (null) means conmon died before reporting: both its processes held the pipe.
+  const first = await sync.next();
+  opts.span?.mark('pid-message');
+  const code = await child.exitCode(2000);
+  child.closeAll();
   if (!first)
     throw new SystemError(`conmon failed${code ? ` (exit ${code})` : ''}: ${stderr() || 'no message'}`);
   if (first.data < 0) throw new SystemError(first.message?.trim() || 'OCI runtime create failed');
@@ -229,14 +252,14 @@ export async function conmonExec(opts: ExecOptions): Promise<ExecHandle> {
     opts.processSpecPath,
   ];
   const child = spawnConmon(args, opts.sessionDir, true);
+  void child.exitCode(60_000);
   const stderr = collectStderr(child);
-  const sync = new LineReader(pipeAt(child, 3) as Readable);
-  const attach = new LineReader(pipeAt(child, 5) as Readable);
-  const start = pipeAt(child, 4) as Writable;
-  start.write(Buffer.of(0));
+  const sync = new LineReader(readerAt(child, 3));
+  const attach = new LineReader(readerAt(child, 5));
+  writeStartByte(child, false);
   const ready = await attach.next();
   if (!ready || ready.data < 0) {
-    closeChildPipes(child);
+    child.closeAll();
     throw new SystemError(`conmon exec failed: ${ready?.message ?? (stderr() || 'no message')}`);
   }
   try {
@@ -244,16 +267,16 @@ export async function conmonExec(opts: ExecOptions): Promise<ExecHandle> {
   } finally {
     // Only now does conmon run the runtime's exec (a second byte written earlier could be swallowed by
     // conmon's first read, see conmon.md pitfall 6).
-    start.end(Buffer.of(0));
+    writeStartByte(child, true);
   }
   const first = await sync.next();
   if (!first || first.data < 0) {
-    closeChildPipes(child);
+    child.closeAll();
     throw new SystemError(first?.message?.trim() || `conmon exec failed: ${stderr() || 'no message'}`);
   }
   const exitCode = (async () => {
     const second = await sync.next();
-    closeChildPipes(child);
+    child.closeAll();
     if (second && second.data >= 0) return second.data;
     try {
       return Number(fs.readFileSync(`${opts.sessionDir}/exit/${opts.containerId}`, 'utf8').trim());

@@ -71,6 +71,8 @@ export interface OciSpec {
   hostname: string;
   mounts: OciMount[];
   linux: Record<string, unknown>;
+  /** Runtime-specific settings (crun: `run.oci.seccomp_bpf_data`, seccomp-cache.ts). */
+  annotations?: Record<string, string>;
 }
 
 export interface SpecInput {

@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import type { Digest } from '../common/digest.js';
 import { constants, mountIdmapped, umount2 } from '../native/index.js';
 import type { DiffLayerOptions, TarSink } from './diff-layer.js';
-import { isMountPoint, mountContainerOverlay } from './overlay.js';
+import { isForeignMount, mountContainerOverlay } from './overlay.js';
 import type { PackOptions } from './pack.js';
 import type { ContainerChange, LayerInfo, ParentLayer, Snapshotter, UnpackOptions } from './snapshotter.js';
 
@@ -33,7 +33,7 @@ export class IdmappedSnapshotter implements Snapshotter {
 
   mountContainer(containerDir: string, chainId: Digest | null): string {
     const rootfs = path.join(containerDir, 'rootfs');
-    if (isMountPoint(rootfs)) return rootfs;
+    if (isForeignMount(rootfs)) return rootfs;
     if (!this.isRemapped(containerDir)) return this.inner.mountContainer(containerDir, chainId);
     this.inner.prepareContainerLayer(containerDir);
     const upper = path.join(containerDir, 'upper');
@@ -100,6 +100,9 @@ export class IdmappedSnapshotter implements Snapshotter {
   }
   unmountContainer(containerDir: string): void {
     this.inner.unmountContainer(containerDir);
+  }
+  unmountContainerAsync(containerDir: string): Promise<void> {
+    return this.inner.unmountContainerAsync(containerDir);
   }
   isContainerMounted(containerDir: string): boolean {
     return this.inner.isContainerMounted(containerDir);

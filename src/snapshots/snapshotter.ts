@@ -94,6 +94,8 @@ export interface Snapshotter {
   mountContainer(containerDir: string, chainId: Digest | null): string;
   /** Unmounts `dir/rootfs` (lazily if busy); not mounted is not an error. */
   unmountContainer(containerDir: string): void;
+  /** `unmountContainer` on a worker thread (the last unmount of an overlay syncs its upper fs). */
+  unmountContainerAsync(containerDir: string): Promise<void>;
   isContainerMounted(containerDir: string): boolean;
   /** `docker diff`, in walk order: parents before children, names sorted; works mounted or not. */
   containerChanges(containerDir: string, chainId: Digest | null): ContainerChange[];

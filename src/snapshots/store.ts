@@ -11,7 +11,7 @@ import { type Db, migrate, type PartSchema } from '../store/db.js';
 import { listChanges } from './changes.js';
 import { type DiffLayerOptions, packAndUnpackDiff, type TarSink } from './diff-layer.js';
 import { extractLayer } from './extract.js';
-import { isMountPoint, mountContainerOverlay, unmountAll } from './overlay.js';
+import { isForeignMount, mountContainerOverlay, unmountAll, unmountAllAsync } from './overlay.js';
 import { type PackOptions, packLayer } from './pack.js';
 import type { ContainerChange, LayerInfo, ParentLayer, Snapshotter, UnpackOptions } from './snapshotter.js';
 
@@ -238,7 +238,7 @@ export class OverlaySnapshotter implements Snapshotter {
 
   mountContainer(containerDir: string, chainId: Digest | null): string {
     const { upper, work, rootfs } = containerPaths(containerDir);
-    if (isMountPoint(rootfs)) return rootfs;
+    if (isForeignMount(rootfs)) return rootfs;
     const lowers = chainId === null ? [this.emptyDir] : this.lowerDirs(chainId);
     this.prepareContainerLayer(containerDir);
     mountContainerOverlay(lowers, upper, work, rootfs);
@@ -249,8 +249,12 @@ export class OverlaySnapshotter implements Snapshotter {
     unmountAll(containerPaths(containerDir).rootfs);
   }
 
+  unmountContainerAsync(containerDir: string): Promise<void> {
+    return unmountAllAsync(containerPaths(containerDir).rootfs);
+  }
+
   isContainerMounted(containerDir: string): boolean {
-    return isMountPoint(containerPaths(containerDir).rootfs);
+    return isForeignMount(containerPaths(containerDir).rootfs);
   }
 
   containerChanges(containerDir: string, chainId: Digest | null): ContainerChange[] {

@@ -89,6 +89,8 @@ export interface TestDaemon {
 
 export interface DaemonOptions {
   extraArgs?: string[];
+  /** Extra environment for the daemon (e.g. STRATA_TRACE). */
+  env?: Record<string, string>;
 }
 
 export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon> {
@@ -119,6 +121,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<TestDaemon>
         env: {
           ...process.env,
           STRATA_LOG_LEVEL: process.env.STRATA_LOG_LEVEL ?? 'info',
+          ...opts.env,
           STRATA_LOOPBACK_ONLY: '1',
         },
       },
