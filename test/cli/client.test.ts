@@ -257,7 +257,7 @@ describe('EngineClient whole-body answers', () => {
 
   it('reads chunked, empty, close-delimited and bodiless answers; refuses cut-off ones', async () => {
     const client = new EngineClient({ kind: 'unix', path: socket });
-    assert.deepEqual(await client.ping(), { apiVersion: '1.39', osType: 'linux' });
+    assert.deepEqual(await client.ping(), { apiVersion: '1.39', osType: 'linux', features: [] });
     assert.match(requests.at(-1) ?? '', /^HEAD \/_ping HTTP\/1\.1\r\n/);
     assert.match(requests.at(-1) ?? '', /\r\nConnection: close\r\n/);
     assert.deepEqual(await client.json('GET', '/chunked'), [1, 2, 3]);

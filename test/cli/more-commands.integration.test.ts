@@ -383,7 +383,7 @@ describe('strata CLI: networks, volumes, stats, update, commit, port, df, build'
       ctx,
     ]);
     assert.equal(r.code, 0, describeResult(r));
-    assert.match(r.stdout, /^Sending build context to Strata daemon +\S+\n/);
+    assert.match(r.stdout, /^Sending build context to Strata daemon +\S+( \(.*\))?\n/);
     assert.match(r.stdout, /Step 1\/\d+ : FROM bb\n/);
     const id = fs.readFileSync(iid, 'utf8');
     assert.match(id, /^sha256:[0-9a-f]{64}$/);
