@@ -173,8 +173,23 @@ export async function main(argv: string[]): Promise<void> {
   } finally {
     client?.close();
   }
+  // Output to a pipe is written asynchronously: let what is queued reach it (a write's callback runs
+  // once everything before it went out), or `strata save | strata load` gets a cut archive.
+  await flushed(process.stdout);
+  await flushed(process.stderr);
   // Stdin in raw mode or a half-open hijacked socket must not keep the process alive.
   process.exit(exitCode);
+}
+
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  if (stream.writableLength === 0 || stream.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    try {
+      stream.write('', () => resolve());
+    } catch {
+      resolve();
+    }
+  });
 }
 
 function reportError(err: unknown): number {

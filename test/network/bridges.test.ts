@@ -61,7 +61,9 @@ describe('bridges shared with other daemons', () => {
   });
 
   test('bridges another daemon took while we were stopped are not taken over, nor deleted', async () => {
-    await d.dockerOk(['network', 'create', 'usernet']);
+    // A subnet from the end of the pool: test daemons running beside this one take the first free
+    // /24s, and one could take a pool subnet while this daemon is stopped.
+    await d.dockerOk(['network', 'create', '--subnet', '10.99.251.0/24', 'usernet']);
     const def = await inspectNetwork('bridge');
     const user = await inspectNetwork('usernet');
     await stopCleanly();
