@@ -176,8 +176,17 @@ export async function startStrata(base: string, extraEnv: Record<string, string>
 }
 
 /** Debian's dockerd on a private socket and data root (bench only; never in tests or CI). */
-export async function startDockerd(base: string): Promise<Daemon | null> {
+export async function startDockerd(
+  base: string,
+  opts: {
+    /** dockerd's network flags; by default no bridge and no iptables. */
+    networkArgs?: string[];
+    /** Undoes what the caller set up on the host for this dockerd; runs after it stopped or failed. */
+    cleanupHost?: () => void;
+  } = {},
+): Promise<Daemon | null> {
   if (!has('dockerd') || !has('containerd')) return null;
+  const cleanupHost = opts.cleanupHost ?? (() => {});
   const socket = path.join(base, 'docker.sock');
   const child = spawn(
     'dockerd',
@@ -190,9 +199,7 @@ export async function startDockerd(base: string): Promise<Daemon | null> {
       path.join(base, 'exec'),
       '--pidfile',
       path.join(base, 'docker.pid'),
-      '--iptables=false',
-      '--ip6tables=false',
-      '--bridge=none',
+      ...(opts.networkArgs ?? ['--iptables=false', '--ip6tables=false', '--bridge=none']),
       '--containerd-namespace',
       'strata-bench',
       '--containerd-plugins-namespace',
@@ -204,6 +211,7 @@ export async function startDockerd(base: string): Promise<Daemon | null> {
     await waitForSocket(socket, 60_000);
   } catch {
     child.kill('SIGKILL');
+    cleanupHost();
     return null;
   }
   const env = { DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: path.join(base, 'cfg') };
@@ -217,6 +225,7 @@ export async function startDockerd(base: string): Promise<Daemon | null> {
       const ids = sh('docker', ['ps', '-aq'], env).stdout.split('\n').filter(Boolean);
       if (ids.length) sh('docker', ['rm', '-f', ...ids], env);
       await stopChild(child);
+      cleanupHost();
     },
   };
 }

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
@@ -7,11 +7,11 @@ import {
   fmt,
   has,
   type Stats,
+  startDockerd,
   startStrata,
   stats,
   timeMs,
   tmpBase,
-  waitForSocket,
 } from './common.js';
 
 /**
@@ -151,30 +151,6 @@ async function startDockerdWithBridge(base: string): Promise<Daemon | null> {
   sh('ip', ['addr', 'add', DOCKER_BRIDGE_CIDR, 'dev', DOCKER_BRIDGE]);
   sh('ip', ['link', 'set', DOCKER_BRIDGE, 'up']);
   const policy = /-P FORWARD (\w+)/.exec(sh('iptables', ['-S', 'FORWARD']).stdout)?.[1] ?? 'ACCEPT';
-  const socket = path.join(base, 'docker.sock');
-  const child: ChildProcess = spawn(
-    'dockerd',
-    [
-      '--host',
-      `unix://${socket}`,
-      '--data-root',
-      path.join(base, 'data'),
-      '--exec-root',
-      path.join(base, 'exec'),
-      '--pidfile',
-      path.join(base, 'docker.pid'),
-      '--bridge',
-      DOCKER_BRIDGE,
-      '--iptables=true',
-      '--ip-forward=false',
-      '--ip6tables=false',
-      '--containerd-namespace',
-      'strata-bench',
-      '--containerd-plugins-namespace',
-      'strata-bench-p',
-    ],
-    { stdio: ['ignore', 'ignore', fs.openSync(path.join(base, 'dockerd.log'), 'w')] },
-  );
   const cleanupHost = () => {
     for (const table of ['filter', 'nat']) {
       const rules = sh('iptables', ['-t', table, '-S']).stdout.split('\n');
@@ -200,34 +176,10 @@ async function startDockerdWithBridge(base: string): Promise<Daemon | null> {
     sh('iptables', ['-P', 'FORWARD', policy]);
     sh('ip', ['link', 'del', DOCKER_BRIDGE]);
   };
-  try {
-    await waitForSocket(socket, 60_000);
-  } catch {
-    child.kill('SIGKILL');
-    cleanupHost();
-    return null;
-  }
-  const env = { DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: path.join(base, 'cfg') };
-  return {
-    name: 'docker',
-    marker: 'strata-bench',
-    env,
-    pids: () => [child.pid ?? 0],
-    stop: async () => {
-      const ids = sh('docker', ['ps', '-aq'], env).stdout.split('\n').filter(Boolean);
-      if (ids.length) sh('docker', ['rm', '-f', ...ids], env);
-      await new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
-        child.once('exit', () => {
-          clearTimeout(t);
-          resolve();
-        });
-        child.kill('SIGTERM');
-      });
-      cleanupHost();
-    },
-  };
+  return startDockerd(base, {
+    networkArgs: ['--bridge', DOCKER_BRIDGE, '--iptables=true', '--ip-forward=false', '--ip6tables=false'],
+    cleanupHost,
+  });
 }
 
 async function main(): Promise<void> {
