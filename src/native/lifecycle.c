@@ -35,32 +35,10 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include "errors.h"
+
 #define MAX_CHILD_FDS 16
 
-static napi_value sp_throw(napi_env env, int err, const char *syscall_name, const char *path) {
-  char message[512];
-  // glibc's name (libuv has none for some errnos, e.g. ECHILD).
-  const char *code = strerrorname_np(err);
-  if (code == NULL) code = uv_err_name(-err);
-  if (path)
-    snprintf(message, sizeof message, "%s: %s, %s '%s'", code, strerror(err), syscall_name, path);
-  else
-    snprintf(message, sizeof message, "%s: %s, %s", code, strerror(err), syscall_name);
-  napi_value js_message, js_code, error, value;
-  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &js_message);
-  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &js_code);
-  napi_create_error(env, js_code, js_message, &error);
-  napi_create_int32(env, -err, &value);
-  napi_set_named_property(env, error, "errno", value);
-  napi_create_string_utf8(env, syscall_name, NAPI_AUTO_LENGTH, &value);
-  napi_set_named_property(env, error, "syscall", value);
-  if (path) {
-    napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &value);
-    napi_set_named_property(env, error, "path", value);
-  }
-  napi_throw(env, error);
-  return NULL;
-}
 
 static char *sp_string(napi_env env, napi_value value) {
   size_t len = 0;
@@ -120,7 +98,7 @@ static char **sp_string_list(napi_env env, napi_value array) {
 
 static napi_value js_pipe_cloexec(napi_env env, napi_callback_info info) {
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return sp_throw(env, errno, "pipe2", NULL);
+  if (pipe2(fds, O_CLOEXEC) != 0) return throw_errno(env, errno, "pipe2", NULL, NULL);
   napi_value result, value;
   napi_create_array_with_length(env, 2, &result);
   napi_create_int32(env, fds[0], &value);
@@ -176,7 +154,7 @@ static napi_value js_spawn_detached(napi_env env, napi_callback_info info) {
     if (fds[i] >= 0 && (uint32_t)fds[i] < nfds) {
       moved[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, (int)nfds);
       if (moved[i] < 0) {
-        result = sp_throw(env, errno, "fcntl", NULL);
+        result = throw_errno(env, errno, "fcntl", NULL, NULL);
         goto done;
       }
       fds[i] = moved[i];
@@ -185,7 +163,7 @@ static napi_value js_spawn_detached(napi_env env, napi_callback_info info) {
 
   int err = posix_spawn_file_actions_init(&actions);
   if (err) {
-    result = sp_throw(env, err, "posix_spawn_file_actions_init", NULL);
+    result = throw_errno(env, err, "posix_spawn_file_actions_init", NULL, NULL);
     goto done;
   }
   have_actions = 1;
@@ -199,12 +177,12 @@ static napi_value js_spawn_detached(napi_env env, napi_callback_info info) {
   if (!err) err = posix_spawn_file_actions_addclosefrom_np(&actions, (int)nfds);
   if (!err) err = posix_spawn_file_actions_addchdir_np(&actions, cwd);
   if (err) {
-    result = sp_throw(env, err, "posix_spawn_file_actions", NULL);
+    result = throw_errno(env, err, "posix_spawn_file_actions", NULL, NULL);
     goto done;
   }
   err = posix_spawnattr_init(&attr);
   if (err) {
-    result = sp_throw(env, err, "posix_spawnattr_init", NULL);
+    result = throw_errno(env, err, "posix_spawnattr_init", NULL, NULL);
     goto done;
   }
   have_attr = 1;
@@ -224,7 +202,7 @@ static napi_value js_spawn_detached(napi_env env, napi_callback_info info) {
   pid_t pid;
   err = posix_spawn(&pid, file, &actions, &attr, child_argv, child_env);
   if (err) {
-    result = sp_throw(env, err, "posix_spawn", file);
+    result = throw_errno(env, err, "posix_spawn", file, NULL);
     goto done;
   }
   napi_create_int32(env, pid, &result);
@@ -254,7 +232,7 @@ static napi_value js_reap_child(napi_env env, napi_callback_info info) {
   pid_t r;
   do r = waitpid(pid, &status, WNOHANG);
   while (r < 0 && errno == EINTR);
-  if (r < 0) return sp_throw(env, errno, "waitpid", NULL);
+  if (r < 0) return throw_errno(env, errno, "waitpid", NULL, NULL);
   int code = -1;
   if (r == pid) code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   napi_value result;
@@ -282,8 +260,8 @@ static void umount_complete(napi_env env, napi_status status, void *data) {
     napi_get_undefined(env, &undef);
     napi_resolve_deferred(env, w->deferred, undef);
   } else {
-    // Build the error through sp_throw's shape, then hand it to the promise instead of throwing.
-    sp_throw(env, w->err, "umount2", w->target);
+    // Build the error as throw_errno shapes it, then hand it to the promise instead of throwing.
+    throw_errno(env, w->err, "umount2", w->target, NULL);
     napi_value error;
     napi_get_and_clear_last_exception(env, &error);
     napi_reject_deferred(env, w->deferred, error);

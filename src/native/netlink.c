@@ -20,20 +20,8 @@
 #include <node_api.h>
 #include <uv.h>
 
-static napi_value nl_throw(napi_env env, int err, const char *syscall_name) {
-  char message[256];
-  snprintf(message, sizeof message, "%s: %s, %s", uv_err_name(-err), uv_strerror(-err), syscall_name);
-  napi_value js_message, js_code, error, value;
-  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &js_message);
-  napi_create_string_utf8(env, uv_err_name(-err), NAPI_AUTO_LENGTH, &js_code);
-  napi_create_error(env, js_code, js_message, &error);
-  napi_create_int32(env, -err, &value);
-  napi_set_named_property(env, error, "errno", value);
-  napi_create_string_utf8(env, syscall_name, NAPI_AUTO_LENGTH, &value);
-  napi_set_named_property(env, error, "syscall", value);
-  napi_throw(env, error);
-  return NULL;
-}
+#include "errors.h"
+
 
 static int open_socket(void) {
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
@@ -80,21 +68,21 @@ static napi_value js_netlink_open(napi_env env, napi_callback_info info) {
   int fd;
   if (!has_path) {
     fd = open_socket();
-    if (fd < 0) return nl_throw(env, -fd, "socket");
+    if (fd < 0) return throw_errno(env, -fd, "socket", NULL, NULL);
   } else {
     int target = open(path, O_RDONLY | O_CLOEXEC);
-    if (target < 0) return nl_throw(env, errno, "open");
+    if (target < 0) return throw_errno(env, errno, "open", NULL, NULL);
     int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
     if (self < 0) {
       int err = errno;
       close(target);
-      return nl_throw(env, err, "open");
+      return throw_errno(env, err, "open", NULL, NULL);
     }
     if (setns(target, CLONE_NEWNET) != 0) {
       int err = errno;
       close(target);
       close(self);
-      return nl_throw(env, err, "setns");
+      return throw_errno(env, err, "setns", NULL, NULL);
     }
     fd = open_socket();
     if (setns(self, CLONE_NEWNET) != 0) {
@@ -103,7 +91,7 @@ static napi_value js_netlink_open(napi_env env, napi_callback_info info) {
     }
     close(target);
     close(self);
-    if (fd < 0) return nl_throw(env, -fd, "socket");
+    if (fd < 0) return throw_errno(env, -fd, "socket", NULL, NULL);
   }
   napi_value result;
   napi_create_int32(env, fd, &result);
@@ -118,11 +106,11 @@ static napi_value js_netlink_open(napi_env env, napi_callback_info info) {
 // (/proc/<daemon pid>/fd/<fd>).
 static napi_value js_netns_create(napi_env env, napi_callback_info info) {
   int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (self < 0) return nl_throw(env, errno, "open");
+  if (self < 0) return throw_errno(env, errno, "open", NULL, NULL);
   if (unshare(CLONE_NEWNET) != 0) {
     int err = errno;
     close(self);
-    return nl_throw(env, err, "unshare");
+    return throw_errno(env, err, "unshare", NULL, NULL);
   }
   int fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
   int err = errno;
@@ -131,7 +119,7 @@ static napi_value js_netns_create(napi_env env, napi_callback_info info) {
     abort();
   }
   close(self);
-  if (fd < 0) return nl_throw(env, err, "open");
+  if (fd < 0) return throw_errno(env, err, "open", NULL, NULL);
   napi_value result;
   napi_create_int32(env, fd, &result);
   return result;
@@ -171,7 +159,7 @@ static napi_value js_netlink_transact(napi_env env, napi_callback_info info) {
   ssize_t sent;
   do sent = sendto(fd, request, request_len, 0, (struct sockaddr *)&kernel, sizeof kernel);
   while (sent < 0 && errno == EINTR);
-  if (sent < 0) return nl_throw(env, errno, "sendto");
+  if (sent < 0) return throw_errno(env, errno, "sendto", NULL, NULL);
 
   size_t cap = 65536, len = 0;
   char *out = malloc(cap);
@@ -179,7 +167,7 @@ static napi_value js_netlink_transact(napi_env env, napi_callback_info info) {
   if (out == NULL || chunk == NULL) {
     free(out);
     free(chunk);
-    return nl_throw(env, ENOMEM, "malloc");
+    return throw_errno(env, ENOMEM, "malloc", NULL, NULL);
   }
   int done = 0;
   while (!done) {
@@ -190,7 +178,7 @@ static napi_value js_netlink_transact(napi_env env, napi_callback_info info) {
       int err = errno == EAGAIN ? ETIMEDOUT : errno;
       free(out);
       free(chunk);
-      return nl_throw(env, err, "recv");
+      return throw_errno(env, err, "recv", NULL, NULL);
     }
     for (struct nlmsghdr *h = (struct nlmsghdr *)chunk; NLMSG_OK(h, (unsigned int)n); h = NLMSG_NEXT(h, n)) {
       if (h->nlmsg_seq != seq) continue;  // a stale answer to an earlier, timed-out request
@@ -201,7 +189,7 @@ static napi_value js_netlink_transact(napi_env env, napi_callback_info info) {
         if (grown == NULL) {
           free(out);
           free(chunk);
-          return nl_throw(env, ENOMEM, "realloc");
+          return throw_errno(env, ENOMEM, "realloc", NULL, NULL);
         }
         out = grown;
       }

@@ -23,14 +23,17 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include "errors.h"
+
 #define MAX_ARGS 6
 
 // ---------------------------------------------------------------------------------------------
 // Errors
 
-static napi_value throw_errno(napi_env env, int err, const char *syscall_name, const char *path,
-                              const char *detail) {
-  const char *code = uv_err_name(-err);
+napi_value throw_errno(napi_env env, int err, const char *syscall_name, const char *path, const char *detail) {
+  // glibc's name first: libuv has none for some errnos (e.g. ECHILD).
+  const char *code = strerrorname_np(err);
+  if (code == NULL) code = uv_err_name(-err);
   const char *text = uv_strerror(-err);
   size_t len = strlen(code) + strlen(text) + strlen(syscall_name) + (path ? strlen(path) : 0) +
                (detail ? strlen(detail) : 0) + 16;
