@@ -1,7 +1,9 @@
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import * as tls from 'node:tls';
 
 /**
  * HTTP(S) to registries: keep-alive connection pools (one per TLS mode), redirects for GET and HEAD
@@ -23,9 +25,31 @@ const MAX_REDIRECTS = 10;
 const IDLE_TIMEOUT_MS = 120_000;
 export const USER_AGENT = 'strata/0.1.0 (linux) docker/20.10-compatible';
 
+/**
+ * The certificate authorities registries are verified against: Node's bundled roots, plus the bundle
+ * `NODE_EXTRA_CA_CERTS` named when `bin/strata` was started. bin/strata moves that variable aside to
+ * `STRATA_EXTRA_CA_CERTS` so that short-lived CLI processes do not parse the bundle at start-up;
+ * the daemon adds it here instead, with the same meaning. Undefined means Node's defaults.
+ */
+export function registryCertificateAuthorities(env: NodeJS.ProcessEnv = process.env): string[] | undefined {
+  const file = env.STRATA_EXTRA_CA_CERTS;
+  if (!file) return undefined;
+  try {
+    return [...tls.rootCertificates, fs.readFileSync(file, 'utf8')];
+  } catch (err) {
+    // Node itself only warns when NODE_EXTRA_CA_CERTS cannot be read; so does the daemon.
+    process.emitWarning(`Ignoring extra certs from \`${file}\`, load failed: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
 export class RegistryTransport {
   private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 32 });
-  private readonly httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 32 });
+  private readonly httpsAgent = new https.Agent({
+    keepAlive: true,
+    maxSockets: 32,
+    ca: registryCertificateAuthorities(),
+  });
   private readonly insecureHttpsAgent = new https.Agent({
     keepAlive: true,
     maxSockets: 32,

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { RegistryHosts } from '../../src/distribution/hosts.js';
 import { RegistrySession } from '../../src/distribution/session.js';
-import { RegistryTransport } from '../../src/distribution/transport.js';
-import { startDaemon, type TestDaemon } from '../helpers/daemon.js';
+import { RegistryTransport, registryCertificateAuthorities } from '../../src/distribution/transport.js';
+import { STRATA_BIN, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { busyboxTar, loadImage, RegistryProcess, runOutput, tempDir, which } from './helpers.js';
 
 /**
@@ -33,11 +34,12 @@ describe('registries over TLS and plain HTTP', {
   let tlsRegistry: RegistryProcess;
   let plainRegistry: RegistryProcess;
   let d: TestDaemon;
+  let cert: string;
 
   before(async () => {
     const dir = tempDir('tls');
     const key = path.join(dir, 'key.pem');
-    const cert = path.join(dir, 'cert.pem');
+    cert = path.join(dir, 'cert.pem');
     const gen = spawnSync(OPENSSL as string, [
       'req',
       '-x509',
@@ -97,5 +99,46 @@ describe('registries over TLS and plain HTTP', {
       session(new SecureHosts(), tlsRegistry.address).ping(),
       /self[- ]signed certificate/,
     );
+  });
+
+  test('the CA bundle of NODE_EXTRA_CA_CERTS, moved aside by bin/strata, verifies a registry', async () => {
+    const saved = process.env.STRATA_EXTRA_CA_CERTS;
+    process.env.STRATA_EXTRA_CA_CERTS = cert;
+    try {
+      const cas = registryCertificateAuthorities();
+      assert.ok(cas && cas.length > 1, "Node's roots stay trusted next to the extra bundle");
+      assert.equal(cas.at(-1), fs.readFileSync(cert, 'utf8'));
+      const verified = session(new SecureHosts(), tlsRegistry.address);
+      await verified.ping();
+      assert.equal(verified.baseUrl, `https://${tlsRegistry.address}/v2/`);
+    } finally {
+      if (saved === undefined) delete process.env.STRATA_EXTRA_CA_CERTS;
+      else process.env.STRATA_EXTRA_CA_CERTS = saved;
+    }
+    assert.equal(registryCertificateAuthorities({}), undefined, 'without the variable: Node defaults');
+  });
+
+  test('bin/strata starts Node without NODE_EXTRA_CA_CERTS and passes the bundle on', async () => {
+    const root = tempDir('ca-env');
+    const child = spawn(STRATA_BIN, ['registry', 'serve', '--root', root, '--addr', '127.0.0.1:0'], {
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: cert },
+      stdio: 'ignore',
+    });
+    try {
+      // The shebang's env execs node in the same process: its environment is the one Node started with.
+      let environ = '';
+      for (let i = 0; i < 100 && !environ.includes('STRATA_EXTRA_CA_CERTS='); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        environ = fs.readFileSync(`/proc/${child.pid}/environ`, 'utf8');
+      }
+      const vars = new Map(
+        environ.split('\0').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+      );
+      assert.equal(vars.get('STRATA_EXTRA_CA_CERTS'), cert);
+      assert.equal(vars.get('NODE_EXTRA_CA_CERTS'), '');
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
   });
 });
