@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { ContextManifest, ContextManifestEntry } from '../build/context-manifest.js';
 import type { EngineClient } from './client.js';
 import { type ContextOptions, IgnoreMatcher } from './context-ignore.js';
@@ -204,11 +205,19 @@ async function uploadTar(missing: string[], described: DescribedContext): Promis
       const found = described.sources.get(hex);
       if (!found) throw new CliError(`the daemon asked for content the context does not have: ${digest}`);
       const header = { name: hex, mode: 0o600, mtime: new Date(0), uid: 0, gid: 0, type: 'file' as const };
-      // A file is read whole (it is sent once); the daemon checks its digest.
-      const data = 'data' in found.source ? found.source.data : fs.readFileSync(found.source.file);
-      await new Promise<void>((resolve, reject) =>
-        pack.entry({ ...header, size: data.length }, data, (err) => (err ? reject(err) : resolve())),
-      );
+      if ('data' in found.source) {
+        const data = found.source.data;
+        await new Promise<void>((resolve, reject) =>
+          pack.entry({ ...header, size: data.length }, data, (err) => (err ? reject(err) : resolve())),
+        );
+        continue;
+      }
+      // A file is streamed (a context file can be larger than memory). Its size is the one it was
+      // hashed with; a file that changed since is caught by the daemon's digest check, or by tar-stream
+      // when the length differs.
+      const fd = fs.openSync(found.source.file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+      const entry = pack.entry({ ...header, size: found.size });
+      await pipeline(fs.createReadStream('', { fd, highWaterMark: CHUNK }), entry);
     }
   })().then(
     () => pack.finalize(),
