@@ -129,6 +129,11 @@ export interface StrataNative {
   /** syncfs(2) on a libuv pool thread; rejects with the same fs-shaped errors. */
   syncfsAsync(path: string): Promise<void>;
   /**
+   * The entries of a directory (not `.`/`..`, readdir order) with their lstat figures, five per
+   * entry in `stats`: mode, size, mtimeMs, ctimeMs, ino. Use `scanDirectory`.
+   */
+  scanDir(path: string): { names: string[]; stats: Float64Array };
+  /**
    * SO_PEERCRED (+ SO_PEERGROUPS) of a connected unix socket: the peer's pid, uid, gid at connect()
    * time and its supplementary groups. `fd` is the socket's descriptor (`socket._handle.fd`).
    */
@@ -196,6 +201,37 @@ export const spawnDetachedProcess = native.spawnDetached;
 export const reapChild = native.reapChild;
 export const umount2Async = native.umount2Async;
 export const constants = native.constants;
+
+/** One directory entry as `scanDirectory` gives it: the lstat figures, as in Node's fs.Stats. */
+export interface ScannedEntry {
+  name: string;
+  mode: number;
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+}
+
+/**
+ * The entries of `dir` with their lstat figures, from one addon call (fstatat relative to the open
+ * directory): much cheaper than readdirSync plus an lstatSync per entry for thousands of files.
+ */
+export function scanDirectory(dir: string): ScannedEntry[] {
+  const { names, stats } = native.scanDir(dir);
+  const out: ScannedEntry[] = new Array(names.length);
+  for (let i = 0; i < names.length; i++) {
+    const f = i * 5;
+    out[i] = {
+      name: names[i],
+      mode: stats[f],
+      size: stats[f + 1],
+      mtimeMs: stats[f + 2],
+      ctimeMs: stats[f + 3],
+      ino: stats[f + 4],
+    };
+  }
+  return out;
+}
 
 /** True when `err` is an addon (or fs) error with the given code. */
 export function isNativeError(err: unknown, code?: string): err is NativeError {

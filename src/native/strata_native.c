@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -599,6 +600,94 @@ static napi_value js_syncfs(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// scanDir(path) → { names: string[], stats: Float64Array }: every entry of a directory but . and ..,
+// in readdir order, with its lstat figures, SCAN_FIELDS numbers per entry: mode, size, mtimeMs,
+// ctimeMs, ino (the same doubles Node's fs.Stats has). One call and fstatat(2) relative to the open
+// directory instead of a path walk and a Stats object per entry: `strata build` describes a context
+// of thousands of files with it. An entry that vanished between readdir and fstatat is left out.
+
+#define SCAN_FIELDS 5
+
+static double ms_of(struct timespec t) { return (double)t.tv_sec * 1000.0 + (double)t.tv_nsec / 1e6; }
+
+static napi_value js_scan_dir(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  char *path = get_string(env, argv[0], "path");
+  if (path == NULL) return NULL;
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *dir = fd < 0 ? NULL : fdopendir(fd);
+  if (dir == NULL) {
+    int err = errno;
+    if (fd >= 0) close(fd);
+    napi_value thrown = throw_errno(env, err, "scandir", path, NULL);
+    free(path);
+    return thrown;
+  }
+  size_t cap = 64, count = 0;
+  double *figures = malloc(cap * SCAN_FIELDS * sizeof(double));
+  if (figures == NULL) {
+    closedir(dir);
+    free(path);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  napi_value names;
+  napi_create_array(env, &names);
+  napi_value result = NULL;
+  for (;;) {
+    errno = 0;
+    struct dirent *d = readdir(dir);
+    if (d == NULL) {
+      if (errno != 0) result = throw_errno(env, errno, "scandir", path, NULL);
+      break;
+    }
+    if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0) continue;
+    struct stat st;
+    if (fstatat(dirfd(dir), d->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) continue;
+      result = throw_errno(env, errno, "lstat", path, d->d_name);
+      break;
+    }
+    if (count == cap) {
+      cap *= 2;
+      double *grown = realloc(figures, cap * SCAN_FIELDS * sizeof(double));
+      if (grown == NULL) {
+        napi_throw_error(env, "ENOMEM", "out of memory");
+        break;
+      }
+      figures = grown;
+    }
+    double *f = figures + count * SCAN_FIELDS;
+    f[0] = (double)st.st_mode;
+    f[1] = (double)st.st_size;
+    f[2] = ms_of(st.st_mtim);
+    f[3] = ms_of(st.st_ctim);
+    f[4] = (double)st.st_ino;
+    napi_value name;
+    napi_create_string_utf8(env, d->d_name, NAPI_AUTO_LENGTH, &name);
+    napi_set_element(env, names, (uint32_t)count, name);
+    count++;
+  }
+  closedir(dir);
+  free(path);
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (result != NULL || pending) {
+    free(figures);
+    return NULL;
+  }
+  napi_value buffer, stats, out;
+  void *data = NULL;
+  napi_create_arraybuffer(env, count * SCAN_FIELDS * sizeof(double), &data, &buffer);
+  if (count > 0) memcpy(data, figures, count * SCAN_FIELDS * sizeof(double));
+  free(figures);
+  napi_create_typedarray(env, napi_float64_array, count * SCAN_FIELDS, buffer, 0, &stats);
+  napi_create_object(env, &out);
+  napi_set_named_property(env, out, "names", names);
+  napi_set_named_property(env, out, "stats", stats);
+  return out;
+}
+
 // syncfsAsync(path) → Promise: the same on a libuv pool thread, so the writeback (tens to hundreds of
 // milliseconds after a large unpack) does not stall the event loop.
 
@@ -768,6 +857,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"openInRoot", NULL, js_open_in_root, NULL, NULL, NULL, napi_enumerable, NULL},
       {"syncfs", NULL, js_syncfs, NULL, NULL, NULL, napi_enumerable, NULL},
       {"syncfsAsync", NULL, js_syncfs_async, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"scanDir", NULL, js_scan_dir, NULL, NULL, NULL, napi_enumerable, NULL},
       {"peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mountIdmapped", NULL, js_mount_idmapped, NULL, NULL, NULL, napi_enumerable, NULL},
   };

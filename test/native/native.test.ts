@@ -15,6 +15,7 @@ import {
   mount,
   mountOverlay,
   openInRoot,
+  scanDirectory,
   syncfs,
   umount2,
 } from '../../src/native/index.js';
@@ -416,5 +417,42 @@ describe('syncfs', () => {
   test('flushes the file system of an existing path; ENOENT otherwise', () => {
     syncfs(tmp);
     assertFsError(() => syncfs(path.join(tmp, 'nope')), 'ENOENT', 'open');
+  });
+});
+
+describe('scanDirectory', () => {
+  test('gives every entry with the figures fs.lstatSync gives, symlinks not followed', () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'scan-'));
+    fs.writeFileSync(path.join(dir, 'file'), 'twelve bytes');
+    fs.chmodSync(path.join(dir, 'file'), 0o640);
+    fs.mkdirSync(path.join(dir, 'sub'));
+    fs.symlinkSync('/etc/passwd', path.join(dir, 'link'));
+    mknod(path.join(dir, 'fifo'), constants.S_IFIFO | 0o600, 0, 0);
+    const names = ['é-utf8 name', 'file', 'sub', 'link', 'fifo'];
+    fs.writeFileSync(path.join(dir, names[0]), '');
+    const scanned = scanDirectory(dir);
+    assert.deepEqual(scanned.map((e) => e.name).sort(), [...names].sort(), 'no . or ..');
+    for (const e of scanned) {
+      const st = fs.lstatSync(path.join(dir, e.name));
+      assert.deepEqual(
+        { mode: e.mode, size: e.size, mtimeMs: e.mtimeMs, ctimeMs: e.ctimeMs, ino: e.ino },
+        { mode: st.mode, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino },
+        e.name,
+      );
+    }
+    assert.deepEqual(scanDirectory(path.join(dir, 'sub')), []);
+  });
+
+  test('a missing directory or a file throws an fs-shaped error', () => {
+    assert.throws(
+      () => scanDirectory(path.join(tmp, 'does-not-exist')),
+      (err: unknown) => isNativeError(err, 'ENOENT') && err.syscall === 'scandir',
+    );
+    const file = path.join(tmp, 'not-a-dir');
+    fs.writeFileSync(file, '');
+    assert.throws(
+      () => scanDirectory(file),
+      (err: unknown) => isNativeError(err, 'ENOTDIR'),
+    );
   });
 });
