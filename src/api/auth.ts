@@ -3,6 +3,7 @@ import type { Right } from '../access/acl.js';
 import type { Principal } from '../access/principal.js';
 import type { AccessControl } from '../access/service.js';
 import { Forbidden, InvalidArgument } from '../common/errors.js';
+import { DEFAULT_CAPABILITIES } from '../runtime/spec.js';
 import { type ApiRequest, readBody } from './http.js';
 import { Router } from './router.js';
 
@@ -38,20 +39,7 @@ interface CheckContext {
 type Check = (c: CheckContext) => void | Promise<void>;
 
 const SAFE_CAPABILITIES = new Set([
-  'CAP_CHOWN',
-  'CAP_DAC_OVERRIDE',
-  'CAP_FSETID',
-  'CAP_FOWNER',
-  'CAP_MKNOD',
-  'CAP_NET_RAW',
-  'CAP_SETGID',
-  'CAP_SETUID',
-  'CAP_SETFCAP',
-  'CAP_SETPCAP',
-  'CAP_NET_BIND_SERVICE',
-  'CAP_SYS_CHROOT',
-  'CAP_KILL',
-  'CAP_AUDIT_WRITE',
+  ...DEFAULT_CAPABILITIES,
   'CAP_NET_ADMIN',
   'CAP_NET_BROADCAST',
   'CAP_IPC_LOCK',

@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import { InvalidArgument } from '../common/errors.js';
+import { emptyEndpoint } from '../network/present.js';
 import { quoteCommand } from './config.js';
 import type { ContainerService } from './service.js';
 import { type ContainerRecord, NEVER } from './types.js';
@@ -48,26 +49,8 @@ export function statusText(r: ContainerRecord, now = Date.now()): string {
 function networksOf(r: ContainerRecord): Record<string, unknown> {
   const mode = r.hostConfig.NetworkMode ?? 'default';
   const name = mode === 'default' ? 'none' : mode;
-  if (name === 'host') return { host: endpoint(r) };
-  return { [name]: endpoint(r) };
-}
-
-function endpoint(_r: ContainerRecord): Record<string, unknown> {
-  return {
-    IPAMConfig: null,
-    Links: null,
-    Aliases: null,
-    NetworkID: '',
-    EndpointID: '',
-    Gateway: '',
-    IPAddress: '',
-    IPPrefixLen: 0,
-    IPv6Gateway: '',
-    GlobalIPv6Address: '',
-    GlobalIPv6PrefixLen: 0,
-    MacAddress: '',
-    DriverOpts: null,
-  };
+  if (name === 'host') return { host: emptyEndpoint() };
+  return { [name]: emptyEndpoint() };
 }
 
 export function inspectContainer(

@@ -41,7 +41,8 @@ export function inspectNetwork(
   };
 }
 
-function emptyEndpoint(): Record<string, unknown> {
+/** An endpoint with every field at its zero value, as dockerd shows one not (yet) attached. */
+export function emptyEndpoint(): Record<string, unknown> {
   return {
     IPAMConfig: null,
     Links: null,
