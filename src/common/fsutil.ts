@@ -47,37 +47,3 @@ export function ensureDir(dir: string, mode = 0o755): string {
   fs.mkdirSync(dir, { recursive: true, mode });
   return dir;
 }
-
-/** Size in bytes of everything below `dir` (regular files and symlinks; hard links counted once). */
-export function directorySize(dir: string): number {
-  let total = 0;
-  const seen = new Set<string>();
-  // Hot: `ps --size` walks every container's layer on each request, so no path.join (it normalises)
-  // and no exceptions for entries that vanish meanwhile.
-  const walk = (d: string): void => {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      const p = `${d}/${e.name}`;
-      if (e.isDirectory()) {
-        walk(p);
-        continue;
-      }
-      if (!e.isFile() && !e.isSymbolicLink()) continue;
-      const st = fs.lstatSync(p, { throwIfNoEntry: false });
-      if (!st) continue;
-      if (st.nlink > 1) {
-        const key = `${st.dev}:${st.ino}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
-      }
-      if (st.isFile() || st.isSymbolicLink()) total += st.size;
-    }
-  };
-  walk(dir.length > 1 ? dir.replace(/\/+$/, '') : dir);
-  return total;
-}

@@ -14,10 +14,11 @@ import {
   SystemError,
 } from '../common/errors.js';
 import type { EventBus } from '../common/events.js';
-import { directorySize, writeFileAtomicSync } from '../common/fsutil.js';
+import { writeFileAtomicSync } from '../common/fsutil.js';
 import { newObjectId, randomContainerName } from '../common/ids.js';
 import { logger } from '../common/log.js';
 import { type Span, TRACE_ENABLED, trace } from '../common/trace.js';
+import { treeSize } from '../native/index.js';
 import { resizeTerminal } from '../runtime/attach.js';
 import { cgroupPids } from '../runtime/cgroups.js';
 import { conmonCreate } from '../runtime/conmon.js';
@@ -1067,7 +1068,7 @@ export class ContainerService implements ExecHost {
   }
 
   sizeRw(record: ContainerRecord): number {
-    return directorySize(path.join(this.containerDir(record.id), 'upper'));
+    return treeSize(path.join(this.containerDir(record.id), 'upper'));
   }
 
   /**

@@ -12,11 +12,11 @@ import { registerResourceRoutes } from '../api/routes/stats.js';
 import type { ApiServerOptions } from '../api/server.js';
 import type { Digest } from '../common/digest.js';
 import type { EventBus } from '../common/events.js';
-import { directorySize } from '../common/fsutil.js';
 import { logger } from '../common/log.js';
 import type { ContainerService, ContainerServiceOptions } from '../containers/service.js';
 import { ContainerUpdater } from '../containers/update.js';
 import type { ImageService } from '../images/service.js';
+import { treeSize } from '../native/index.js';
 import { type CgroupCapabilities, probeCgroupCapabilities } from '../runtime/cgroup-host.js';
 import type { CgroupLayout } from '../runtime/cgroups.js';
 import { hostInfoFields } from '../runtime/hostinfo.js';
@@ -196,7 +196,7 @@ export class DaemonSecurity {
               ...volumes.inspect(v),
               UsageData: {
                 RefCount: volumes.users(v.name).length,
-                Size: directorySize(volumes.mountpoint(v.name)),
+                Size: treeSize(volumes.mountpoint(v.name)),
               },
             }));
           }

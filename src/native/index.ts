@@ -134,6 +134,11 @@ export interface StrataNative {
    */
   scanDir(path: string): { names: string[]; stats: Float64Array };
   /**
+   * Bytes of the regular files and symlinks below `path`, hard links counted once; unreadable or
+   * vanishing entries are skipped and a missing directory is 0 (a live container's layer changes).
+   */
+  treeSize(path: string): number;
+  /**
    * SO_PEERCRED (+ SO_PEERGROUPS) of a connected unix socket: the peer's pid, uid, gid at connect()
    * time and its supplementary groups. `fd` is the socket's descriptor (`socket._handle.fd`).
    */
@@ -194,6 +199,7 @@ export const mountOverlay = native.mountOverlay;
 export const openInRoot = native.openInRoot;
 export const syncfs = native.syncfs;
 export const syncfsAsync = native.syncfsAsync;
+export const treeSize = native.treeSize;
 export const peerCredentials = native.peerCredentials;
 export const mountIdmapped = native.mountIdmapped;
 export const pipeCloexec = native.pipeCloexec;

@@ -17,6 +17,7 @@ import {
   openInRoot,
   scanDirectory,
   syncfs,
+  treeSize,
   umount2,
 } from '../../src/native/index.js';
 
@@ -454,5 +455,20 @@ describe('scanDirectory', () => {
       () => scanDirectory(file),
       (err: unknown) => isNativeError(err, 'ENOTDIR'),
     );
+  });
+});
+
+describe('treeSize', () => {
+  test('counts files and symlinks below a directory, hard links once, symlinked dirs not followed', () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'size-'));
+    fs.mkdirSync(path.join(dir, 'a/b/c'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'top'), Buffer.alloc(1000));
+    fs.writeFileSync(path.join(dir, 'a/b/c/deep'), Buffer.alloc(234));
+    fs.linkSync(path.join(dir, 'top'), path.join(dir, 'a/hardlink'));
+    fs.symlinkSync('/usr', path.join(dir, 'a/usr-link')); // 4 bytes, never followed
+    mknod(path.join(dir, 'fifo'), constants.S_IFIFO | 0o600, 0, 0);
+    assert.equal(treeSize(dir), 1000 + 234 + 4);
+    assert.equal(treeSize(path.join(dir, 'a/b')), 234);
+    assert.equal(treeSize(path.join(tmp, 'no-such-dir')), 0, 'a layer removed meanwhile is empty');
   });
 });
