@@ -218,7 +218,7 @@ async function main(): Promise<void> {
     lines.push(row('node -e 0 (floor of any Node CLI) vs docker ps', s.nodeFloor, k?.ownCli ?? null, null));
     if (process.env.NODE_EXTRA_CA_CERTS)
       lines.push(
-        'note: NODE_EXTRA_CA_CERTS is set: every Node process (strata ps, node -e 0) parses that bundle at start-up.',
+        'note: NODE_EXTRA_CA_CERTS is set: `node -e 0` parses that bundle at start-up; bin/strata (strata ps) starts Node without it.',
       );
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
