@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { RegistryHosts } from '../../src/distribution/hosts.js';
 import { RegistrySession } from '../../src/distribution/session.js';
 import { RegistryTransport, registryCertificateAuthorities } from '../../src/distribution/transport.js';
+import { selfSignedCertificate } from '../helpers/certs.js';
 import { STRATA_BIN, startDaemon, type TestDaemon } from '../helpers/daemon.js';
 import { busyboxTar, loadImage, RegistryProcess, runOutput, tempDir, which } from './helpers.js';
 
@@ -38,28 +38,9 @@ describe('registries over TLS and plain HTTP', {
 
   before(async () => {
     const dir = tempDir('tls');
-    const key = path.join(dir, 'key.pem');
-    cert = path.join(dir, 'cert.pem');
-    const gen = spawnSync(OPENSSL as string, [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ]);
-    assert.equal(gen.status, 0, gen.stderr?.toString());
+    const generated = selfSignedCertificate(dir);
+    cert = generated.cert;
+    const key = generated.key;
     [tlsRegistry, plainRegistry, d] = await Promise.all([
       RegistryProcess.strata({ config: { tls: { cert, key } } }),
       RegistryProcess.strata(),

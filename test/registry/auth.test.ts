@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import bcrypt from 'bcryptjs';
 import { SignJWT } from 'jose';
 import type { ConfigFile } from '../../src/registry/config.js';
+import { selfSignedCertificate } from '../helpers/certs.js';
 import {
   Client,
   errorCode,
@@ -378,28 +379,7 @@ describe('configuration files and TLS', () => {
     skip: which('openssl') === null ? 'openssl not installed' : false,
   }, async () => {
     const dir = tempDir('tls');
-    const key = path.join(dir, 'key.pem');
-    const cert = path.join(dir, 'cert.pem');
-    const gen = await run('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ]);
-    assert.equal(gen.code, 0, gen.stderr);
+    const { key, cert } = selfSignedCertificate(dir);
     const tls = await startRegistry({ tls: { cert, key } });
     try {
       assert.match(tls.url, /^https:\/\//);
