@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { Digest } from '../common/digest.js';
 import { InvalidArgument, isErrnoCode } from '../common/errors.js';
 import { logger } from '../common/log.js';
-import { consumeTar, type TarEntryHeader } from '../common/tar.js';
+import { consumeTar, type TarBodySink, type TarEntryHeader } from '../common/tar.js';
+import { TarParser } from '../common/tar-parser.js';
 import { isNativeError, lsetxattr, lutimesNs, mknod, constants as native } from '../native/index.js';
+import type { TarFeed } from './snapshotter.js';
 
 /**
  * Layer tar → directory in overlay form, in one streaming pass.
@@ -384,30 +386,41 @@ export interface ExtractOptions {
  * stream as it goes. On error the directory is left as is; the caller removes it.
  */
 export async function extractLayer(
-  layerTar: Readable,
+  layerTar: Readable | TarFeed,
   targetDir: string,
   options: ExtractOptions = {},
 ): Promise<ExtractedLayer> {
   const hash = options.knownDiffId === undefined ? createHash('sha256') : null;
   const writer = new LayerWriter(targetDir);
+  const onEntry = (header: TarEntryHeader): TarBodySink | null => {
+    const file = writer.begin(header);
+    if (file === null) return null;
+    return {
+      write: (chunk) => writer.writeBody(file, chunk),
+      end: () => writer.finishFile(file),
+      abort: () => writer.abortFile(file),
+    };
+  };
   try {
-    await consumeTar(
-      layerTar,
-      (header) => {
-        const file = writer.begin(header);
-        if (file === null) return null;
-        return {
-          write: (chunk) => writer.writeBody(file, chunk),
-          end: () => writer.finishFile(file),
-          abort: () => writer.abortFile(file),
-        };
-      },
-      hash === null ? undefined : (chunk) => hash.update(chunk),
-    );
+    if (layerTar instanceof Readable) {
+      await consumeTar(layerTar, onEntry, hash === null ? undefined : (chunk) => hash.update(chunk));
+    } else {
+      const parser = new TarParser(onEntry);
+      try {
+        await layerTar.feed((chunk) => {
+          hash?.update(chunk);
+          parser.write(chunk);
+        });
+        parser.end();
+      } catch (err) {
+        parser.abort();
+        throw err;
+      }
+    }
   } catch (err) {
     if (err instanceof InvalidArgument || (err as NodeJS.ErrnoException).code !== undefined) throw err;
-    // tar-stream's own parse errors ("Invalid tar header", "Unexpected end of data")
-    throw invalid((err as Error).message);
+    // The parser's own errors ("invalid tar: header checksum mismatch", ...)
+    throw invalid((err as Error).message.replace(/^invalid tar: /, ''));
   }
   writer.finish();
   const diffId = hash === null ? (options.knownDiffId as Digest) : (`sha256:${hash.digest('hex')}` as Digest);

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { type Digest, sha256 } from '../common/digest.js';
 import { Conflict, InvalidArgument, isErrnoCode, NotFound } from '../common/errors.js';
 import { ensureDir, fsyncDirSync } from '../common/fsutil.js';
 import { logger } from '../common/log.js';
+import { trace } from '../common/trace.js';
 import { syncfs, syncfsAsync } from '../native/index.js';
 import { type Db, migrate, type PartSchema } from '../store/db.js';
 import { listChanges } from './changes.js';
@@ -13,7 +14,14 @@ import { type DiffLayerOptions, packAndUnpackDiff, type TarSink } from './diff-l
 import { extractLayer } from './extract.js';
 import { isForeignMount, mountContainerOverlay, unmountAll, unmountAllAsync } from './overlay.js';
 import { type PackOptions, packLayer } from './pack.js';
-import type { ContainerChange, LayerInfo, ParentLayer, Snapshotter, UnpackOptions } from './snapshotter.js';
+import type {
+  ContainerChange,
+  LayerInfo,
+  ParentLayer,
+  Snapshotter,
+  TarFeed,
+  UnpackOptions,
+} from './snapshotter.js';
 
 const log = logger('snapshots');
 
@@ -62,10 +70,11 @@ function containerPaths(containerDir: string): { upper: string; work: string; ro
   };
 }
 
-/** Hashes a stream to its end (for a layer we already have); only drains it when `hash` is false. */
-async function hashStream(stream: Readable, hash: boolean): Promise<Digest | null> {
+/** Hashes a tar to its end (for a layer we already have); only drains it when `hash` is false. */
+async function hashStream(tar: Readable | TarFeed, hash: boolean): Promise<Digest | null> {
   const hasher = hash ? createHash('sha256') : null;
-  for await (const chunk of stream) hasher?.update(chunk as Buffer);
+  if (tar instanceof Readable) for await (const chunk of tar) hasher?.update(chunk as Buffer);
+  else await tar.feed((chunk) => hasher?.update(chunk));
   return hasher === null ? null : `sha256:${hasher.digest('hex')}`;
 }
 
@@ -161,7 +170,7 @@ export class OverlaySnapshotter implements Snapshotter {
 
   async unpackLayer(
     parent: ParentLayer,
-    layerTar: Readable,
+    layerTar: Readable | TarFeed,
     expectedDiffId?: Digest,
     options: UnpackOptions = {},
   ): Promise<LayerInfo> {
@@ -171,7 +180,7 @@ export class OverlaySnapshotter implements Snapshotter {
       parent.catch(() => undefined);
     } else {
       if (parent !== null && !this.hasLayer(parent)) {
-        layerTar.destroy();
+        if (layerTar instanceof Readable) layerTar.destroy();
         throw new NotFound(`parent layer ${parent} not found`);
       }
       if (expectedDiffId !== undefined) {
@@ -185,6 +194,7 @@ export class OverlaySnapshotter implements Snapshotter {
     }
 
     const staging = fs.mkdtempSync(path.join(this.tmpDir, 'layer-'));
+    const span = trace.span('unpack-layer', expectedDiffId?.slice(7) ?? '');
     try {
       const fsDir = path.join(staging, 'fs');
       fs.mkdirSync(fsDir, 0o755);
@@ -195,12 +205,22 @@ export class OverlaySnapshotter implements Snapshotter {
       );
       if (expectedDiffId !== undefined && diffId !== expectedDiffId)
         throw this.mismatch(expectedDiffId, diffId);
-      const [parentChainId] = await Promise.all([parent, this.flusher?.flush()]);
+      span.mark('extracted');
+      const [parentChainId] = await Promise.all([
+        Promise.resolve(parent).then((chain) => {
+          span.mark('parent');
+          return chain;
+        }),
+        this.flusher?.flush().then(() => span.mark('flushed')),
+      ]);
       if (parentChainId !== null && !this.hasLayer(parentChainId)) {
         throw new NotFound(`parent layer ${parentChainId} not found`);
       }
-      return this.commit(staging, this.chainIdOf(parentChainId, diffId), diffId, parentChainId, size);
+      const info = this.commit(staging, this.chainIdOf(parentChainId, diffId), diffId, parentChainId, size);
+      span.mark('committed');
+      return info;
     } finally {
+      span.end();
       // After a commit the staging dir has been renamed away; otherwise it is dropped here.
       fs.rmSync(staging, { recursive: true, force: true });
     }
