@@ -7,13 +7,15 @@ import type * as TarStream from 'tar-stream';
 import { TarParser } from './tar-parser.js';
 
 /**
- * The project's tar layer, on top of tar-stream 3.2.2 (pinned: we patch one of its internal files).
+ * The project's tar layer: writing on top of tar-stream 3.2.2 (pinned: we patch one of its internal
+ * files), reading with our own synchronous parser (`TarParser`, tar-parser.ts).
  *
  * Reading: `consumeTar(stream, onEntry)` streams entries to a synchronous handler with
- * back-pressure, each header normalised by `normalizeTarHeader` (what tar-stream leaves in
- * `header.pax`: uid/gid/mtime/atime beyond ustar's range, nanosecond times, xattrs as raw bytes).
- * `readTarEntries` collects a small tar in memory (tests, `docker load` manifests). The lower-level
- * `createTarExtract` + `pumpInto` are there for callers that need tar-stream's events directly.
+ * back-pressure, each header normalised by `normalizeTarHeader` (PAX records: uid/gid/mtime/atime
+ * beyond ustar's range, nanosecond times, xattrs as raw bytes). `readTarEntries` collects a small
+ * tar in memory (tests, `docker load` manifests). `TarParser` takes pushed bytes directly (a pull
+ * unpacks from the socket reads). The lower-level `createTarExtract` + `pumpInto` are there for
+ * callers that need tar-stream's events (`docker load`).
  *
  * Writing: `TarWriter` wraps tar-stream's packer with the workarounds for its pack defects
  * (node-syscalls.md §4): mode 000 kept, uid/gid above 262143 and out-of-range mtimes sent as PAX
