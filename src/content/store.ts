@@ -884,6 +884,9 @@ class FileIngest implements Ingest {
   }
 
   async feed(consume: (chunk: Buffer) => void, signal?: AbortSignal): Promise<void> {
+    if (this.state === 'closed' && !this.verified) {
+      throw this.failure ?? new Error(`ingest ${this.ref} was closed`);
+    }
     const file = this.state === 'committed' ? this.committedPath! : this.file;
     const fd = fs.openSync(file, 'r');
     try {
