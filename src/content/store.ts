@@ -7,7 +7,6 @@ import { pipeline } from 'node:stream/promises';
 import { type Digest, digestHex, isDigest, newHash } from '../common/digest.js';
 import { Conflict, InvalidArgument, isErrnoCode, NotFound } from '../common/errors.js';
 import { ensureDir, fsyncDirSync } from '../common/fsutil.js';
-import { startWriteback } from '../native/index.js';
 
 /**
  * Content-addressable blobs: layer tars (as they arrived, compressed or not), image configs and
@@ -529,8 +528,6 @@ interface IngestHooks {
 
 const READ_CHUNK = 1 << 20;
 const COPY_PIECE = 64 * 1024;
-/** Bytes between two `startWriteback` calls of a download, so that its fsync finds little to do. */
-const WRITEBACK_STEP = 8 * 1024 * 1024;
 
 /** `Ingest` on a file under `ingest/`; appends at the end, followers read through their own fd. */
 class FileIngest implements Ingest {
@@ -547,8 +544,6 @@ class FileIngest implements Ingest {
   /** Followers that have read all there was and take the next bytes straight from the writer. */
   private readonly live = new Set<LiveFollower>();
   private readonly taps = new Set<IngestTap>();
-  /** Where the writeback started by `appendSync` has got to (see `startWriteback`). */
-  private writtenBack = 0;
 
   private constructor(
     private readonly file: string,
@@ -650,10 +645,6 @@ class FileIngest implements Ingest {
       offset += fs.writeSync(this.fd, chunk, offset, chunk.length - offset, start + offset);
     }
     this.bytes += chunk.length;
-    if (this.bytes - this.writtenBack >= WRITEBACK_STEP) {
-      startWriteback(this.fd, this.writtenBack, this.bytes - this.writtenBack);
-      this.writtenBack = this.bytes;
-    }
     this.notify();
     if (this.taps.size > 0) this.tapChunk(chunk, start);
     if (this.live.size > 0) {

@@ -129,11 +129,6 @@ export interface StrataNative {
   /** syncfs(2) on a libuv pool thread; rejects with the same fs-shaped errors. */
   syncfsAsync(path: string): Promise<void>;
   /**
-   * sync_file_range(SYNC_FILE_RANGE_WRITE): starts the writeback of bytes just written, without
-   * waiting. Advisory: I/O errors are left to the fsync/syncfs that follows.
-   */
-  startWriteback(fd: number, offset: number, length: number): void;
-  /**
    * SO_PEERCRED (+ SO_PEERGROUPS) of a connected unix socket: the peer's pid, uid, gid at connect()
    * time and its supplementary groups. `fd` is the socket's descriptor (`socket._handle.fd`).
    */
@@ -194,8 +189,6 @@ export const mountOverlay = native.mountOverlay;
 export const openInRoot = native.openInRoot;
 export const syncfs = native.syncfs;
 export const syncfsAsync = native.syncfsAsync;
-/** `native.startWriteback`; a no-op with an addon built before it existed (rebuild: see README). */
-export const startWriteback: StrataNative['startWriteback'] = native.startWriteback ?? (() => undefined);
 export const peerCredentials = native.peerCredentials;
 export const mountIdmapped = native.mountIdmapped;
 export const pipeCloexec = native.pipeCloexec;

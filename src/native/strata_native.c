@@ -1,6 +1,5 @@
 // Strata's N-API addon: the few Linux syscalls Node's fs cannot make (see docs/node-syscalls.md).
 // Every function but syncfsAsync is synchronous and throws errors shaped like Node's fs errors
-// (startWriteback, advisory, throws only for bad arguments)
 // (`code`, `errno` (negative), `syscall`, `path`), so callers handle both the same way.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -664,23 +663,6 @@ static napi_value js_syncfs_async(napi_env env, napi_callback_info info) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// startWriteback(fd, offset, length): sync_file_range(SYNC_FILE_RANGE_WRITE), which queues the
-// writeback of a range just written and returns without waiting for it. A pull writes each layer
-// twice (blob, unpacked files) and makes it durable before recording it: started as the bytes
-// arrive, the disk works during the download instead of all at once in the final fsync/syncfs.
-// Advisory, so it never throws: the fsync or syncfs that follows reports any I/O error.
-
-static napi_value js_start_writeback(napi_env env, napi_callback_info info) {
-  ARGS(3);
-  int64_t fd, offset, length;
-  if (!get_int64(env, argv[0], "fd", &fd) || !get_int64(env, argv[1], "offset", &offset) ||
-      !get_int64(env, argv[2], "length", &length))
-    return NULL;
-  (void)sync_file_range((int)fd, offset, length, SYNC_FILE_RANGE_WRITE);
-  return undefined(env);
-}
-
-// ---------------------------------------------------------------------------------------------
 // peerCredentials(fd) → { pid, uid, gid, groups }: who is at the other end of a unix socket.
 // SO_PEERCRED gives the credentials the peer had at connect(); SO_PEERGROUPS (Linux 4.13) its
 // supplementary groups. Node exposes neither, and the API's access control is keyed on them.
@@ -786,7 +768,6 @@ static napi_value init(napi_env env, napi_value exports) {
       {"openInRoot", NULL, js_open_in_root, NULL, NULL, NULL, napi_enumerable, NULL},
       {"syncfs", NULL, js_syncfs, NULL, NULL, NULL, napi_enumerable, NULL},
       {"syncfsAsync", NULL, js_syncfs_async, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"startWriteback", NULL, js_start_writeback, NULL, NULL, NULL, napi_enumerable, NULL},
       {"peerCredentials", NULL, js_peer_credentials, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mountIdmapped", NULL, js_mount_idmapped, NULL, NULL, NULL, napi_enumerable, NULL},
   };

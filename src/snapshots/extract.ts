@@ -6,14 +6,7 @@ import { InvalidArgument, isErrnoCode } from '../common/errors.js';
 import { logger } from '../common/log.js';
 import { consumeTar, type TarBodySink, type TarEntryHeader } from '../common/tar.js';
 import { TarParser } from '../common/tar-parser.js';
-import {
-  isNativeError,
-  lsetxattr,
-  lutimesNs,
-  mknod,
-  constants as native,
-  startWriteback,
-} from '../native/index.js';
+import { isNativeError, lsetxattr, lutimesNs, mknod, constants as native } from '../native/index.js';
 import type { TarFeed } from './snapshotter.js';
 
 /**
@@ -87,16 +80,7 @@ interface OpenFile {
   fd: number;
   abs: string;
   header: TarEntryHeader;
-  /** Body bytes written so far, and how many of them have had their writeback started. */
-  written: number;
-  writtenBack: number;
 }
-
-/**
- * Body bytes between two `startWriteback` calls: a big file's pages go to disk while the layer is
- * still arriving, so the syncfs before the layer is recorded has little left to write.
- */
-const WRITEBACK_STEP = 8 * 1024 * 1024;
 
 const DEVICE_TYPES: Record<string, number> = {
   'character-device': native.S_IFCHR,
@@ -141,7 +125,7 @@ export class LayerWriter {
         return null;
       case 'file': {
         const fd = this.create(rel, () => fs.openSync(abs, CREATE_FILE_FLAGS, header.mode & 0o777));
-        return { fd, abs, header, written: 0, writtenBack: 0 };
+        return { fd, abs, header };
       }
       case 'symlink':
         this.symlink(rel, abs, header);
@@ -167,11 +151,6 @@ export class LayerWriter {
   writeBody(file: OpenFile, chunk: Buffer): void {
     let offset = 0;
     while (offset < chunk.length) offset += fs.writeSync(file.fd, chunk, offset, chunk.length - offset);
-    file.written += chunk.length;
-    if (file.written - file.writtenBack >= WRITEBACK_STEP) {
-      startWriteback(file.fd, file.writtenBack, file.written - file.writtenBack);
-      file.writtenBack = file.written;
-    }
   }
 
   finishFile(file: OpenFile): void {
