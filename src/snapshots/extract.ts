@@ -30,6 +30,8 @@ export interface ExtractedLayer {
   diffId: Digest;
   /** Bytes of regular-file content plus symlink targets (hard links counted once). */
   size: number;
+  /** Regular files and directories created (about: a parent made for several entries counts once). */
+  filesAndDirs: number;
 }
 
 export const WHITEOUT_PREFIX = '.wh.';
@@ -92,6 +94,7 @@ const DEVICE_TYPES: Record<string, number> = {
 export class LayerWriter {
   readonly root: string;
   size = 0;
+  filesAndDirs = 0;
   private readonly umask = currentUmask();
   /** Symlinks this layer created (relative paths): nothing may be written through them. */
   private readonly symlinks = new Set<string>();
@@ -124,6 +127,7 @@ export class LayerWriter {
         this.directory(rel, abs, header);
         return null;
       case 'file': {
+        this.filesAndDirs++;
         const fd = this.create(rel, () => fs.openSync(abs, CREATE_FILE_FLAGS, header.mode & 0o777));
         return { fd, abs, header };
       }
@@ -227,6 +231,7 @@ export class LayerWriter {
   private makeParents(rel: string): void {
     const slash = rel.lastIndexOf('/');
     if (slash < 0) return;
+    this.filesAndDirs++;
     try {
       fs.mkdirSync(this.abs(rel.slice(0, slash)), { recursive: true, mode: 0o755 });
     } catch (err) {
@@ -253,6 +258,7 @@ export class LayerWriter {
   }
 
   private directory(rel: string, abs: string, header: TarEntryHeader): void {
+    this.filesAndDirs++;
     let existed = rel === '';
     if (!existed) {
       try {
@@ -424,5 +430,5 @@ export async function extractLayer(
   }
   writer.finish();
   const diffId = hash === null ? (options.knownDiffId as Digest) : (`sha256:${hash.digest('hex')}` as Digest);
-  return { diffId, size: writer.size };
+  return { diffId, size: writer.size, filesAndDirs: writer.filesAndDirs };
 }

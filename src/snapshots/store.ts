@@ -78,6 +78,31 @@ async function hashStream(tar: Readable | TarFeed, hash: boolean): Promise<Diges
   return hasher === null ? null : `sha256:${hasher.digest('hex')}`;
 }
 
+/** Layers of up to this many files and directories are made durable one by one, not with a syncfs. */
+const FSYNC_MAX_FILES = 64;
+
+/**
+ * fsync of every directory and regular file under `dir` (and `dir` itself), in parallel on the
+ * pool. For a layer of a few big files this writes back only those files, where a syncfs would also
+ * wait for whatever any other process left dirty on the same file system.
+ */
+async function fsyncTree(dir: string): Promise<void> {
+  const paths = [dir];
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isDirectory() || entry.isFile()) paths.push(path.join(entry.parentPath, entry.name));
+  }
+  await Promise.all(
+    paths.map(async (file) => {
+      const handle = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    }),
+  );
+}
+
 /**
  * syncfs(2) on a pool thread, shared by callers that ask at the same time: a flush asked for while
  * one runs is served by the next one, which starts once the running one ends. A pull that unpacks
@@ -198,7 +223,7 @@ export class OverlaySnapshotter implements Snapshotter {
     try {
       const fsDir = path.join(staging, 'fs');
       fs.mkdirSync(fsDir, 0o755);
-      const { diffId, size } = await extractLayer(
+      const { diffId, size, filesAndDirs } = await extractLayer(
         layerTar,
         fsDir,
         verified ? { knownDiffId: expectedDiffId } : {},
@@ -206,12 +231,19 @@ export class OverlaySnapshotter implements Snapshotter {
       if (expectedDiffId !== undefined && diffId !== expectedDiffId)
         throw this.mismatch(expectedDiffId, diffId);
       span.mark('extracted');
+      // Layers of a few files (however big) are flushed file by file, big trees with one syncfs.
+      const durable =
+        this.flusher === null
+          ? null
+          : filesAndDirs <= FSYNC_MAX_FILES
+            ? fsyncTree(staging)
+            : this.flusher.flush();
       const [parentChainId] = await Promise.all([
         Promise.resolve(parent).then((chain) => {
           span.mark('parent');
           return chain;
         }),
-        this.flusher?.flush().then(() => span.mark('flushed')),
+        durable?.then(() => span.mark('flushed')),
       ]);
       if (parentChainId !== null && !this.hasLayer(parentChainId)) {
         throw new NotFound(`parent layer ${parentChainId} not found`);
