@@ -6,7 +6,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Digest, digestHex, isDigest, newHash } from '../common/digest.js';
 import { Conflict, InvalidArgument, isErrnoCode, NotFound } from '../common/errors.js';
-import { ensureDir, fsyncDirSync } from '../common/fsutil.js';
+import { ensureDir, fsyncDirAsync, fsyncDirSync } from '../common/fsutil.js';
 
 /**
  * Content-addressable blobs: layer tars (as they arrived, compressed or not), image configs and
@@ -181,8 +181,11 @@ export class FileContentStore implements ContentStore {
     return this.publish(tmp, digest, data.length);
   }
 
-  /** Renames a verified, fsynced ingest file into place (or drops it when the blob already exists). */
-  private publish(tmp: string, digest: Digest, size: number): CommitResult {
+  /**
+   * Renames a verified, fsynced ingest file into place (or drops it when the blob already exists).
+   * `syncDir: false` leaves the fsync of the blob directory to the caller (`fsyncDirAsync`).
+   */
+  private publish(tmp: string, digest: Digest, size: number, syncDir = true): CommitResult {
     const target = this.blobPath(digest);
     if (fs.existsSync(target)) {
       fs.rmSync(tmp, { force: true });
@@ -194,7 +197,7 @@ export class FileContentStore implements ContentStore {
       fs.rmSync(tmp, { force: true });
       throw err;
     }
-    fsyncDirSync(this.blobDir);
+    if (syncDir) fsyncDirSync(this.blobDir);
     return { digest, size, created: true };
   }
 
@@ -207,7 +210,8 @@ export class FileContentStore implements ContentStore {
     this.openIngests.add(ref);
     try {
       return await FileIngest.open(path.join(this.ingestDir, ref), ref, expected, {
-        publish: (tmp, digest, size) => this.publish(tmp, digest, size),
+        publish: (tmp, digest, size) => this.publish(tmp, digest, size, false),
+        syncBlobDir: () => fsyncDirAsync(this.blobDir),
         blobPath: (digest) => this.blobPath(digest),
         release: () => this.openIngests.delete(ref),
       });
@@ -521,7 +525,9 @@ interface IngestTap {
 }
 
 interface IngestHooks {
+  /** The rename into place, without the directory's fsync: `syncBlobDir` does it off the event loop. */
   publish(tmp: string, digest: Digest, size: number): CommitResult;
+  syncBlobDir(): Promise<void>;
   blobPath(digest: Digest): string;
   release(): void;
 }
@@ -755,19 +761,23 @@ class FileIngest implements Ingest {
     // The bytes are the blob's: readers may finish (an unpack commits only after its own flush).
     this.verified = true;
     this.settle();
+    let result: CommitResult;
     try {
       await new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
-      const result = this.hooks.publish(this.file, digest, this.bytes);
+      result = this.hooks.publish(this.file, digest, this.bytes);
       this.committedPath = this.hooks.blobPath(digest);
       this.state = 'committed';
       this.closeFd();
       this.hooks.release();
       this.settle();
-      return result;
     } catch (err) {
       this.finish(err instanceof Error ? err : new Error(String(err)), false);
       throw err;
     }
+    // A synchronous fsync of the directory waited up to 50 ms for the journal behind the other
+    // downloads' writeback, with the event loop (and so every download) stopped.
+    if (result.created) await this.hooks.syncBlobDir();
+    return result;
   }
 
   async close(options: { keep?: boolean } = {}): Promise<void> {
