@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { type Digest, sha256 } from '../common/digest.js';
 import { Conflict, InvalidArgument, isErrnoCode, NotFound } from '../common/errors.js';
-import { ensureDir, fsyncDirSync } from '../common/fsutil.js';
+import { ensureDir, fsyncDirAsync, fsyncDirSync } from '../common/fsutil.js';
 import { logger } from '../common/log.js';
 import { trace } from '../common/trace.js';
 import { syncfs, syncfsAsync } from '../native/index.js';
@@ -152,6 +152,8 @@ export class OverlaySnapshotter implements Snapshotter {
   private readonly emptyDir: string;
   private readonly flusher: FileSystemFlusher | null;
   private readonly statements;
+  /** Ids of directories moved into place whose rows `commitAsync` has not inserted yet. */
+  private readonly reservedIds = new Set<number>();
 
   constructor(
     private readonly db: Db,
@@ -171,9 +173,13 @@ export class OverlaySnapshotter implements Snapshotter {
       children: db
         .prepare<[string], number>('SELECT count(*) FROM snapshot_layers WHERE parent_chain_id = ?')
         .pluck(),
-      insert: db.prepare<[string, string, string | null, number, number]>(
-        'INSERT INTO snapshot_layers (chain_id, diff_id, parent_chain_id, size, created_at) VALUES (?, ?, ?, ?, ?)',
+      insert: db.prepare<[number, string, string, string | null, number, number]>(
+        'INSERT INTO snapshot_layers (id, chain_id, diff_id, parent_chain_id, size, created_at) VALUES (?, ?, ?, ?, ?, ?)',
       ),
+      // AUTOINCREMENT's high-water mark: ids are never reused, even after a removal.
+      lastId: db
+        .prepare<[], number>("SELECT seq FROM sqlite_sequence WHERE name = 'snapshot_layers'")
+        .pluck(),
       remove: db.prepare<[string]>('DELETE FROM snapshot_layers WHERE chain_id = ?'),
     };
     this.removeGarbage();
@@ -248,7 +254,13 @@ export class OverlaySnapshotter implements Snapshotter {
       if (parentChainId !== null && !this.hasLayer(parentChainId)) {
         throw new NotFound(`parent layer ${parentChainId} not found`);
       }
-      const info = this.commit(staging, this.chainIdOf(parentChainId, diffId), diffId, parentChainId, size);
+      const info = await this.commitAsync(
+        staging,
+        this.chainIdOf(parentChainId, diffId),
+        diffId,
+        parentChainId,
+        size,
+      );
       span.mark('committed');
       return info;
     } finally {
@@ -383,6 +395,25 @@ export class OverlaySnapshotter implements Snapshotter {
     };
   }
 
+  /** The next layer id: above every id used so far and every one reserved by `commitAsync`. */
+  private nextLayerId(): number {
+    let id = (this.statements.lastId.get() ?? 0) + 1;
+    while (this.reservedIds.has(id)) id++;
+    return id;
+  }
+
+  /** Renames a staged layer to `<rootDir>/<id>`; a directory already there is a crash's leftover. */
+  private moveIntoPlace(staging: string, target: string): void {
+    try {
+      fs.renameSync(staging, target);
+    } catch (err) {
+      if (!isErrnoCode(err, 'ENOTEMPTY') && !isErrnoCode(err, 'EEXIST')) throw err;
+      // Left by a crash after a rename whose row was never inserted: unreferenced garbage.
+      fs.rmSync(target, { recursive: true, force: true });
+      fs.renameSync(staging, target);
+    }
+  }
+
   /** Moves a staged layer into place and records it, or returns the layer that won a race. */
   private commit(
     staging: string,
@@ -394,21 +425,52 @@ export class OverlaySnapshotter implements Snapshotter {
     return this.db.transaction((): LayerInfo => {
       const existing = this.statements.byChain.get(chainId);
       if (existing) return this.toInfo(existing);
-      const id = Number(
-        this.statements.insert.run(chainId, diffId, parentChainId, size, Date.now()).lastInsertRowid,
-      );
-      const target = path.join(this.rootDir, String(id));
-      try {
-        fs.renameSync(staging, target);
-      } catch (err) {
-        if (!isErrnoCode(err, 'ENOTEMPTY') && !isErrnoCode(err, 'EEXIST')) throw err;
-        // Left by a crash after a rename whose transaction never committed: unreferenced garbage.
-        fs.rmSync(target, { recursive: true, force: true });
-        fs.renameSync(staging, target);
-      }
+      const id = this.nextLayerId();
+      this.statements.insert.run(id, chainId, diffId, parentChainId, size, Date.now());
+      this.moveIntoPlace(staging, path.join(this.rootDir, String(id)));
       fsyncDirSync(this.rootDir);
       return this.toInfo(this.statements.byChain.get(chainId)!);
     })();
+  }
+
+  /**
+   * `commit` with the directory's fsync on the pool: the layer is renamed into place under a reserved
+   * id, the rename made durable, and only then the row inserted. A crash in between leaves a
+   * directory without a row, which the next start removes. (The synchronous fsync inside the
+   * transaction stopped the event loop, and every download of the pull, for up to 50 ms.)
+   */
+  private async commitAsync(
+    staging: string,
+    chainId: Digest,
+    diffId: Digest,
+    parentChainId: Digest | null,
+    size: number,
+  ): Promise<LayerInfo> {
+    const existing = this.statements.byChain.get(chainId);
+    if (existing) return this.toInfo(existing);
+    const id = this.nextLayerId();
+    const target = path.join(this.rootDir, String(id));
+    this.reservedIds.add(id);
+    try {
+      this.moveIntoPlace(staging, target);
+      try {
+        await fsyncDirAsync(this.rootDir);
+        return this.db.transaction((): LayerInfo => {
+          const raced = this.statements.byChain.get(chainId);
+          if (raced) {
+            fs.rmSync(target, { recursive: true, force: true });
+            return this.toInfo(raced);
+          }
+          this.statements.insert.run(id, chainId, diffId, parentChainId, size, Date.now());
+          return this.toInfo(this.statements.byChain.get(chainId)!);
+        })();
+      } catch (err) {
+        fs.rmSync(target, { recursive: true, force: true });
+        throw err;
+      }
+    } finally {
+      this.reservedIds.delete(id);
+    }
   }
 
   /** Drops staging dirs and layer dirs without a row (a crash between the two steps). */

@@ -168,6 +168,31 @@ describe('OverlaySnapshotter layers', () => {
   });
 });
 
+describe('OverlaySnapshotter layer ids', () => {
+  test('layers committed side by side get distinct directories; a removed id is never reused', async () => {
+    const tars = await Promise.all(
+      ['one', 'two', 'three'].map((name) => tarBuffer([{ name, type: 'file', data: name }])),
+    );
+    const layers = await Promise.all(tars.map((tar) => snapshotter.unpackLayer(null, Readable.from([tar]))));
+    const ids = layers.map((layer) => Number(path.basename(path.dirname(layer.dir))));
+    assert.equal(new Set(ids).size, 3);
+    for (const [i, layer] of layers.entries()) {
+      assert.equal(
+        fs.readFileSync(path.join(layer.dir, ['one', 'two', 'three'][i]!), 'utf8'),
+        ['one', 'two', 'three'][i],
+      );
+    }
+    const highest = Math.max(...ids);
+    snapshotter.removeLayer(layers[ids.indexOf(highest)]!.chainId);
+    const next = await snapshotter.unpackLayer(
+      null,
+      Readable.from([await tarBuffer([{ name: 'four', type: 'file' }])]),
+    );
+    assert.ok(Number(path.basename(path.dirname(next.dir))) > highest);
+    assert.deepEqual(fs.readdirSync(path.join(snapshotRoot, 'tmp')), []);
+  });
+});
+
 describe('OverlaySnapshotter durability', () => {
   test('a layer of a few files is fsynced file by file, a big tree with syncfs; both commit whole', async () => {
     fs.mkdirSync(tmp.join('durable-db'));
