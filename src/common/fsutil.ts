@@ -25,6 +25,16 @@ export function writeFileAtomicSync(file: string, data: string | Buffer, mode = 
   fsyncDirSync(path.dirname(file));
 }
 
+/** `fsyncDirSync` on the libuv pool. */
+export async function fsyncDirAsync(dir: string): Promise<void> {
+  const handle = await fs.promises.open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 export function fsyncDirSync(dir: string): void {
   const fd = fs.openSync(dir, 'r');
   try {

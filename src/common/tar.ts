@@ -4,15 +4,18 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import type * as TarStream from 'tar-stream';
+import { TarParser } from './tar-parser.js';
 
 /**
- * The project's tar layer, on top of tar-stream 3.2.2 (pinned: we patch one of its internal files).
+ * The project's tar layer: writing on top of tar-stream 3.2.2 (pinned: we patch one of its internal
+ * files), reading with our own synchronous parser (`TarParser`, tar-parser.ts).
  *
  * Reading: `consumeTar(stream, onEntry)` streams entries to a synchronous handler with
- * back-pressure, each header normalised by `normalizeTarHeader` (what tar-stream leaves in
- * `header.pax`: uid/gid/mtime/atime beyond ustar's range, nanosecond times, xattrs as raw bytes).
- * `readTarEntries` collects a small tar in memory (tests, `docker load` manifests). The lower-level
- * `createTarExtract` + `pumpInto` are there for callers that need tar-stream's events directly.
+ * back-pressure, each header normalised by `normalizeTarHeader` (PAX records: uid/gid/mtime/atime
+ * beyond ustar's range, nanosecond times, xattrs as raw bytes). `readTarEntries` collects a small
+ * tar in memory (tests, `docker load` manifests). `TarParser` takes pushed bytes directly (a pull
+ * unpacks from the socket reads). The lower-level `createTarExtract` + `pumpInto` are there for
+ * callers that need tar-stream's events (`docker load`).
  *
  * Writing: `TarWriter` wraps tar-stream's packer with the workarounds for its pack defects
  * (node-syscalls.md §4): mode 000 kept, uid/gid above 262143 and out-of-range mtimes sent as PAX
@@ -377,66 +380,27 @@ export interface TarBodySink {
  * Streams `tar` through `onEntry`, one entry at a time, with back-pressure. `onEntry` runs
  * synchronously (sync fs calls are the fast path, node-syscalls.md §5) and returns a sink for the
  * body, or null to discard it. `onChunk` sees every input byte first (hashing). Rejects with the
- * first error thrown by a handler, the source, or the parser.
+ * first error thrown by a handler, the source, or the parser (`TarParser`, which also reads the
+ * archive for callers that push bytes themselves).
  */
 export async function consumeTar(
   tar: Readable,
   onEntry: (header: TarEntryHeader) => TarBodySink | null,
   onChunk?: (chunk: Buffer) => void,
 ): Promise<void> {
-  const extract = createTarExtract();
-  extract.on('entry', (rawHeader, stream, next) => {
-    let sink: TarBodySink | null = null;
-    let failed = false;
-    // The entry stream re-emits the archive's error when the parser is destroyed mid-body: release
-    // the sink; the error itself is reported once, through pumpInto.
-    stream.on('error', () => {
-      if (failed) return;
-      failed = true;
-      sink?.abort();
-    });
-    const fail = (err: unknown): void => {
-      if (failed) return;
-      failed = true;
-      sink?.abort();
-      next(err instanceof Error ? err : new Error(String(err)));
-    };
-    try {
-      sink = onEntry(normalizeTarHeader(rawHeader as unknown as RawTarHeader));
-    } catch (err) {
-      fail(err);
-      return;
+  const parser = new TarParser(onEntry);
+  try {
+    for await (const chunk of tar) {
+      const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+      onChunk?.(buf);
+      parser.write(buf);
     }
-    const body = sink;
-    if (body === null) {
-      stream.on('end', () => {
-        if (!failed) next();
-      });
-      stream.resume();
-      return;
-    }
-    stream.on('data', (chunk) => {
-      if (failed) return;
-      try {
-        body.write(chunk as Buffer);
-      } catch (err) {
-        fail(err);
-      }
-    });
-    stream.on('end', () => {
-      if (failed) return;
-      try {
-        sink = null;
-        body.end();
-      } catch (err) {
-        // end() released what it holds before throwing, so there is nothing left to abort.
-        fail(err);
-        return;
-      }
-      next();
-    });
-  });
-  await pumpInto(tar, extract, onChunk);
+    parser.end();
+  } catch (err) {
+    parser.abort();
+    tar.destroy();
+    throw err;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

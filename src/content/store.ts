@@ -6,7 +6,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Digest, digestHex, isDigest, newHash } from '../common/digest.js';
 import { Conflict, InvalidArgument, isErrnoCode, NotFound } from '../common/errors.js';
-import { ensureDir, fsyncDirSync } from '../common/fsutil.js';
+import { ensureDir, fsyncDirAsync, fsyncDirSync } from '../common/fsutil.js';
 
 /**
  * Content-addressable blobs: layer tars (as they arrived, compressed or not), image configs and
@@ -69,9 +69,10 @@ export interface SyncBlobWriter {
  * resume) → one or more `append()` sessions, each a Writable (end it when the source is done, destroy
  * it when the source failed) → `commit()`: size and digest checked, fsync, rename into place; a
  * mismatch removes the data. Or `close({ keep })` to give up, keeping the bytes for a later attempt.
- * `follow()` reads the blob from its first byte while it is being written and ends after a
- * successful commit (it fails when the ingest is closed or the commit fails), so a consumer such as
- * an unpack runs alongside the download, on the same bytes, in one pass.
+ * `follow()` reads the blob from its first byte while it is being written and ends once the commit
+ * has verified the digest (it fails when the ingest is closed or the digest is wrong), so a consumer
+ * such as an unpack runs alongside the download, on the same bytes, in one pass; `feed()` does the
+ * same synchronously, handing each appended chunk to a function without copying it.
  * A ref is open at most once at a time (Conflict otherwise).
  */
 export interface Ingest {
@@ -87,6 +88,13 @@ export interface Ingest {
   appendSync(chunk: Buffer): void;
   commit(): Promise<CommitResult>;
   follow(): Readable;
+  /**
+   * Hands the blob's bytes from the first, in order, to `consume`: what is on disk first, then each
+   * chunk synchronously as it is appended (borrowed: valid only during the call). Resolves once every
+   * byte has been handed over and the digest verified; rejects when the ingest is closed or its digest
+   * is wrong, when `consume` throws (with that error; the ingest goes on without it), or on `signal`.
+   */
+  feed(consume: (chunk: Buffer) => void, signal?: AbortSignal): Promise<void>;
   close(options?: { keep?: boolean }): Promise<void>;
 }
 
@@ -173,8 +181,11 @@ export class FileContentStore implements ContentStore {
     return this.publish(tmp, digest, data.length);
   }
 
-  /** Renames a verified, fsynced ingest file into place (or drops it when the blob already exists). */
-  private publish(tmp: string, digest: Digest, size: number): CommitResult {
+  /**
+   * Renames a verified, fsynced ingest file into place (or drops it when the blob already exists).
+   * `syncDir: false` leaves the fsync of the blob directory to the caller (`fsyncDirAsync`).
+   */
+  private publish(tmp: string, digest: Digest, size: number, syncDir = true): CommitResult {
     const target = this.blobPath(digest);
     if (fs.existsSync(target)) {
       fs.rmSync(tmp, { force: true });
@@ -186,7 +197,7 @@ export class FileContentStore implements ContentStore {
       fs.rmSync(tmp, { force: true });
       throw err;
     }
-    fsyncDirSync(this.blobDir);
+    if (syncDir) fsyncDirSync(this.blobDir);
     return { digest, size, created: true };
   }
 
@@ -199,7 +210,8 @@ export class FileContentStore implements ContentStore {
     this.openIngests.add(ref);
     try {
       return await FileIngest.open(path.join(this.ingestDir, ref), ref, expected, {
-        publish: (tmp, digest, size) => this.publish(tmp, digest, size),
+        publish: (tmp, digest, size) => this.publish(tmp, digest, size, false),
+        syncBlobDir: () => fsyncDirAsync(this.blobDir),
         blobPath: (digest) => this.blobPath(digest),
         release: () => this.openIngests.delete(ref),
       });
@@ -504,8 +516,18 @@ interface LiveFollower {
   wake(): void;
 }
 
+/** A `feed` consumer that has caught up with the writer. */
+interface IngestTap {
+  consume(chunk: Buffer): void;
+  /** Bytes handed over so far. */
+  position: number;
+  settle(err: Error | null): void;
+}
+
 interface IngestHooks {
+  /** The rename into place, without the directory's fsync: `syncBlobDir` does it off the event loop. */
   publish(tmp: string, digest: Digest, size: number): CommitResult;
+  syncBlobDir(): Promise<void>;
   blobPath(digest: Digest): string;
   release(): void;
 }
@@ -519,12 +541,15 @@ class FileIngest implements Ingest {
   private readonly hash = newHash('sha256');
   private bytes: number;
   private state: 'open' | 'committed' | 'closed' = 'open';
+  /** The digest matched (set by `commit` before its fsync): readers may end. */
+  private verified = false;
   private failure: Error | null = null;
   private appending = false;
   private committedPath: string | null = null;
   private readonly waiters = new Set<() => void>();
   /** Followers that have read all there was and take the next bytes straight from the writer. */
   private readonly live = new Set<LiveFollower>();
+  private readonly taps = new Set<IngestTap>();
 
   private constructor(
     private readonly file: string,
@@ -585,12 +610,32 @@ class FileIngest implements Ingest {
     for (const wake of waiting) wake();
   }
 
-  /** Commit or close: every follower, live or waiting, looks at the new state. */
+  /** Verified, committed or closed: every follower, live or waiting, looks at the new state. */
   private settle(): void {
     const live = [...this.live];
     this.live.clear();
     for (const follower of live) follower.wake();
+    const taps = [...this.taps];
+    this.taps.clear();
+    const failure = this.verified ? null : (this.failure ?? new Error(`ingest ${this.ref} was closed`));
+    for (const tap of taps) tap.settle(failure);
     this.notify();
+  }
+
+  /** Hands `chunk`, written at `start`, to the taps (each takes only the bytes it has not had). */
+  private tapChunk(chunk: Buffer, start: number): void {
+    for (const tap of [...this.taps]) {
+      const skip = tap.position - start;
+      if (skip >= chunk.length) continue;
+      try {
+        if (skip < 0) throw new Error(`ingest ${this.ref}: bytes skipped by a feed`);
+        tap.position += chunk.length - skip;
+        tap.consume(skip === 0 ? chunk : chunk.subarray(skip));
+      } catch (err) {
+        this.taps.delete(tap);
+        tap.settle(err instanceof Error ? err : new Error(String(err)));
+      }
+    }
   }
 
   appendSync(chunk: Buffer): void {
@@ -607,6 +652,7 @@ class FileIngest implements Ingest {
     }
     this.bytes += chunk.length;
     this.notify();
+    if (this.taps.size > 0) this.tapChunk(chunk, start);
     if (this.live.size > 0) {
       // The caller reuses its buffer: live followers get their own copy, in pieces of at most 64 KiB.
       // A fresh 1 MiB buffer per socket read cost a quarter of a pull's CPU time (new memory from
@@ -639,7 +685,14 @@ class FileIngest implements Ingest {
       for (const chunk of chunks) this.hash.update(chunk);
       const start = this.bytes;
       this.writeAll(chunks, start, length, (err) => {
-        if (!err) for (const follower of [...this.live]) follower.deliver(chunks, start);
+        if (!err) {
+          let at = start;
+          for (const chunk of chunks) {
+            this.tapChunk(chunk, at);
+            at += chunk.length;
+          }
+          for (const follower of [...this.live]) follower.deliver(chunks, start);
+        }
         callback(err);
       });
     };
@@ -705,19 +758,26 @@ class FileIngest implements Ingest {
       this.finish(error, false);
       throw error;
     }
+    // The bytes are the blob's: readers may finish (an unpack commits only after its own flush).
+    this.verified = true;
+    this.settle();
+    let result: CommitResult;
     try {
       await new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
-      const result = this.hooks.publish(this.file, digest, this.bytes);
+      result = this.hooks.publish(this.file, digest, this.bytes);
       this.committedPath = this.hooks.blobPath(digest);
       this.state = 'committed';
       this.closeFd();
       this.hooks.release();
       this.settle();
-      return result;
     } catch (err) {
       this.finish(err instanceof Error ? err : new Error(String(err)), false);
       throw err;
     }
+    // A synchronous fsync of the directory waited up to 50 ms for the journal behind the other
+    // downloads' writeback, with the event loop (and so every download) stopped.
+    if (result.created) await this.hooks.syncBlobDir();
+    return result;
   }
 
   async close(options: { keep?: boolean } = {}): Promise<void> {
@@ -790,7 +850,7 @@ class FileIngest implements Ingest {
     }
     function pump(): void {
       if (busy || isLive || stream.destroyed) return;
-      const end = ingest.state === 'committed' ? ingest.expected.size : ingest.bytes;
+      const end = ingest.verified ? ingest.expected.size : ingest.bytes;
       if (position < end) {
         busy = true;
         const length = Math.min(READ_CHUNK, end - position);
@@ -810,7 +870,7 @@ class FileIngest implements Ingest {
         });
         return;
       }
-      if (ingest.state === 'committed') {
+      if (ingest.verified) {
         stream.push(null);
         return;
       }
@@ -822,5 +882,53 @@ class FileIngest implements Ingest {
       ingest.live.add(live);
     }
     return stream;
+  }
+
+  async feed(consume: (chunk: Buffer) => void, signal?: AbortSignal): Promise<void> {
+    if (this.state === 'closed' && !this.verified) {
+      throw this.failure ?? new Error(`ingest ${this.ref} was closed`);
+    }
+    const file = this.state === 'committed' ? this.committedPath! : this.file;
+    const fd = fs.openSync(file, 'r');
+    try {
+      // Catch up from disk (a resumed download, a second pull of the same blob), then go live.
+      const buf = Buffer.allocUnsafe(READ_CHUNK);
+      let position = 0;
+      for (;;) {
+        signal?.throwIfAborted();
+        const end = this.verified ? this.expected.size : this.bytes;
+        if (position >= end) {
+          if (this.verified) return;
+          if (this.state === 'closed') throw this.failure ?? new Error(`ingest ${this.ref} was closed`);
+          break;
+        }
+        const want = Math.min(buf.length, end - position);
+        const n = await new Promise<number>((resolve, reject) =>
+          fs.read(fd, buf, 0, want, position, (err, read) => (err ? reject(err) : resolve(read))),
+        );
+        if (n === 0) throw new Error(`ingest ${this.ref}: file shorter than its ${end} bytes`);
+        position += n;
+        consume(buf.subarray(0, n));
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.taps.delete(tap);
+        reject(signal?.reason ?? new Error('aborted'));
+      };
+      const tap: IngestTap = {
+        consume,
+        position: this.bytes,
+        settle: (err) => {
+          signal?.removeEventListener('abort', onAbort);
+          if (err) reject(err);
+          else resolve();
+        },
+      };
+      this.taps.add(tap);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
   }
 }

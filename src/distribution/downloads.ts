@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { type Digest, digestHex } from '../common/digest.js';
 import { errorMessage, InvalidArgument } from '../common/errors.js';
 import { logger } from '../common/log.js';
+import { trace } from '../common/trace.js';
 import type { ContentStore, Ingest } from '../content/store.js';
 import { RegistryResponseError, RegistryUnreachable, registryError } from './errors.js';
 import { Limiter, sleep } from './limiter.js';
@@ -97,6 +98,24 @@ export class BlobDownload {
     return ingest.follow();
   }
 
+  /**
+   * `open()` for a synchronous consumer: each chunk is handed to `consume` as it is written (see
+   * `Ingest.feed`); resolves once the digest is verified, rejects if the download or `consume` fails.
+   */
+  async feed(consume: (chunk: Buffer) => void, signal?: AbortSignal): Promise<void> {
+    const ingest = await this.opened;
+    if (ingest !== null && this.status !== 'complete') return ingest.feed(consume, signal);
+    const blob = this.content.openRead(this.digest);
+    try {
+      for await (const chunk of blob) {
+        signal?.throwIfAborted();
+        consume(chunk as Buffer);
+      }
+    } finally {
+      blob.destroy();
+    }
+  }
+
   private emit(event: DownloadEvent): void {
     this.events.emit('event', event);
   }
@@ -112,8 +131,10 @@ export class BlobDownload {
     const signal = this.controller.signal;
     let release: (() => void) | null = null;
     let ingest: Ingest | null = null;
+    const span = trace.span('pull-blob', digestHex(this.digest));
     try {
       release = await this.limiter.acquire(signal);
+      span.mark('slot');
       this.status = 'downloading';
       this.emit({ type: 'started' });
       ingest = await this.content.openIngest(`pull-${digestHex(this.digest)}`, {
@@ -136,10 +157,15 @@ export class BlobDownload {
           await sleep(RETRY_DELAY_MS * 2 ** (attempt - 1), signal);
         }
       }
+      span.mark('received');
+      // The slot limits transfers: the next download need not wait for this one's fsync.
+      release?.();
+      release = null;
       this.status = 'verifying';
       this.emit({ type: 'verifying' });
       try {
         await ingest.commit();
+        span.mark('committed');
       } catch (err) {
         throw new InvalidArgument(`filesystem layer verification failed for digest ${this.digest}`, {
           cause: err,
@@ -155,6 +181,7 @@ export class BlobDownload {
       throw signal.aborted && !(err instanceof InvalidArgument) ? (signal.reason ?? err) : err;
     } finally {
       release?.();
+      span.end();
     }
   }
 

@@ -8,7 +8,7 @@ import { type Descriptor, type ImageConfig, type ImageManifest, parseImageConfig
 import { familiarName, familiarString, type NamedReference } from '../images/reference.js';
 import type { ImageLease, ImageService, LayerRecord } from '../images/service.js';
 import { ByteCounter, decompress, peekCompression, pipeInto } from '../images/streams.js';
-import type { Snapshotter } from '../snapshots/snapshotter.js';
+import type { Snapshotter, TarFeed } from '../snapshots/snapshotter.js';
 import type { BlobDownload, DownloadEvent, DownloadManager } from './downloads.js';
 import { RegistryResponseError, registryError } from './errors.js';
 import {
@@ -413,6 +413,10 @@ class Pull {
   ): Promise<LayerRecord> {
     const download = plan.download!;
     const { snapshotter, metadata } = this.deps;
+    // A blob whose digest is the diff id is the layer tar itself: unpacked inside the download's own
+    // writes, and verified by the content store's digest check.
+    if (plan.descriptor.digest === plan.diffId)
+      return this.unpackPlainBlob(plan, parentChain, progress, signal);
     let blob: Readable;
     try {
       blob = await download.open();
@@ -464,6 +468,51 @@ class Pull {
       throw await downloadFailure(download, err);
     } finally {
       signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** `unpack` of an uncompressed blob, fed synchronously from the download as it is written. */
+  private async unpackPlainBlob(
+    plan: LayerPlan,
+    parentChain: Promise<Digest | null>,
+    progress: ProgressSink,
+    signal: AbortSignal,
+  ): Promise<LayerRecord> {
+    const download = plan.download!;
+    const total = plan.descriptor.size;
+    const bar = new ThrottledProgress(progress, plan.id, 'Extracting', total);
+    let extracted = 0;
+    const feed: TarFeed = {
+      feed: (consume) =>
+        download.feed((chunk) => {
+          consume(chunk);
+          extracted += chunk.length;
+          // Docker shows extraction once the download is done; ours overlaps it, so it shows then.
+          if (download.status === 'complete') bar.update(extracted);
+        }, signal),
+    };
+    try {
+      const layer = await this.deps.snapshotter.unpackLayer(parentChain, feed, plan.diffId, {
+        diffIdVerified: true,
+      });
+      await download.done;
+      bar.update(total, true);
+      this.deps.metadata.rememberPulledLayer(plan.descriptor.digest, {
+        diffId: layer.diffId,
+        tarSize: total,
+      });
+      progress(layerStatus(plan.id, 'Pull complete'));
+      return {
+        blobDigest: plan.descriptor.digest,
+        mediaType: plan.descriptor.mediaType,
+        blobSize: total,
+        diffId: layer.diffId,
+        chainId: layer.chainId,
+        tarSize: total,
+        size: layer.size,
+      };
+    } catch (err) {
+      throw await downloadFailure(download, err);
     }
   }
 }

@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { Digest } from '../common/digest.js';
 import { InvalidArgument, isErrnoCode } from '../common/errors.js';
 import { logger } from '../common/log.js';
-import { consumeTar, type TarEntryHeader } from '../common/tar.js';
+import { consumeTar, type TarBodySink, type TarEntryHeader } from '../common/tar.js';
+import { TarParser } from '../common/tar-parser.js';
 import { isNativeError, lsetxattr, lutimesNs, mknod, constants as native } from '../native/index.js';
+import type { TarFeed } from './snapshotter.js';
 
 /**
  * Layer tar → directory in overlay form, in one streaming pass.
@@ -28,6 +30,8 @@ export interface ExtractedLayer {
   diffId: Digest;
   /** Bytes of regular-file content plus symlink targets (hard links counted once). */
   size: number;
+  /** Regular files and directories created (about: a parent made for several entries counts once). */
+  filesAndDirs: number;
 }
 
 export const WHITEOUT_PREFIX = '.wh.';
@@ -90,6 +94,7 @@ const DEVICE_TYPES: Record<string, number> = {
 export class LayerWriter {
   readonly root: string;
   size = 0;
+  filesAndDirs = 0;
   private readonly umask = currentUmask();
   /** Symlinks this layer created (relative paths): nothing may be written through them. */
   private readonly symlinks = new Set<string>();
@@ -122,6 +127,7 @@ export class LayerWriter {
         this.directory(rel, abs, header);
         return null;
       case 'file': {
+        this.filesAndDirs++;
         const fd = this.create(rel, () => fs.openSync(abs, CREATE_FILE_FLAGS, header.mode & 0o777));
         return { fd, abs, header };
       }
@@ -225,6 +231,7 @@ export class LayerWriter {
   private makeParents(rel: string): void {
     const slash = rel.lastIndexOf('/');
     if (slash < 0) return;
+    this.filesAndDirs++;
     try {
       fs.mkdirSync(this.abs(rel.slice(0, slash)), { recursive: true, mode: 0o755 });
     } catch (err) {
@@ -251,6 +258,7 @@ export class LayerWriter {
   }
 
   private directory(rel: string, abs: string, header: TarEntryHeader): void {
+    this.filesAndDirs++;
     let existed = rel === '';
     if (!existed) {
       try {
@@ -384,32 +392,43 @@ export interface ExtractOptions {
  * stream as it goes. On error the directory is left as is; the caller removes it.
  */
 export async function extractLayer(
-  layerTar: Readable,
+  layerTar: Readable | TarFeed,
   targetDir: string,
   options: ExtractOptions = {},
 ): Promise<ExtractedLayer> {
   const hash = options.knownDiffId === undefined ? createHash('sha256') : null;
   const writer = new LayerWriter(targetDir);
+  const onEntry = (header: TarEntryHeader): TarBodySink | null => {
+    const file = writer.begin(header);
+    if (file === null) return null;
+    return {
+      write: (chunk) => writer.writeBody(file, chunk),
+      end: () => writer.finishFile(file),
+      abort: () => writer.abortFile(file),
+    };
+  };
   try {
-    await consumeTar(
-      layerTar,
-      (header) => {
-        const file = writer.begin(header);
-        if (file === null) return null;
-        return {
-          write: (chunk) => writer.writeBody(file, chunk),
-          end: () => writer.finishFile(file),
-          abort: () => writer.abortFile(file),
-        };
-      },
-      hash === null ? undefined : (chunk) => hash.update(chunk),
-    );
+    if (layerTar instanceof Readable) {
+      await consumeTar(layerTar, onEntry, hash === null ? undefined : (chunk) => hash.update(chunk));
+    } else {
+      const parser = new TarParser(onEntry);
+      try {
+        await layerTar.feed((chunk) => {
+          hash?.update(chunk);
+          parser.write(chunk);
+        });
+        parser.end();
+      } catch (err) {
+        parser.abort();
+        throw err;
+      }
+    }
   } catch (err) {
     if (err instanceof InvalidArgument || (err as NodeJS.ErrnoException).code !== undefined) throw err;
-    // tar-stream's own parse errors ("Invalid tar header", "Unexpected end of data")
-    throw invalid((err as Error).message);
+    // The parser's own errors ("invalid tar: header checksum mismatch", ...)
+    throw invalid((err as Error).message.replace(/^invalid tar: /, ''));
   }
   writer.finish();
   const diffId = hash === null ? (options.knownDiffId as Digest) : (`sha256:${hash.digest('hex')}` as Digest);
-  return { diffId, size: writer.size };
+  return { diffId, size: writer.size, filesAndDirs: writer.filesAndDirs };
 }

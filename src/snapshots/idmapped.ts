@@ -6,7 +6,14 @@ import { constants, mountIdmapped, umount2 } from '../native/index.js';
 import type { DiffLayerOptions, TarSink } from './diff-layer.js';
 import { isForeignMount, mountContainerOverlay } from './overlay.js';
 import type { PackOptions } from './pack.js';
-import type { ContainerChange, LayerInfo, ParentLayer, Snapshotter, UnpackOptions } from './snapshotter.js';
+import type {
+  ContainerChange,
+  LayerInfo,
+  ParentLayer,
+  Snapshotter,
+  TarFeed,
+  UnpackOptions,
+} from './snapshotter.js';
 
 /**
  * A Snapshotter for a daemon running with `--userns-remap`: container roots are mounted with every
@@ -83,7 +90,7 @@ export class IdmappedSnapshotter implements Snapshotter {
   }
   unpackLayer(
     parentChainId: ParentLayer,
-    layerTar: Readable,
+    layerTar: Readable | TarFeed,
     expectedDiffId?: Digest,
     options?: UnpackOptions,
   ): Promise<LayerInfo> {

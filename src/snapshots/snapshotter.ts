@@ -52,6 +52,16 @@ export interface ContainerChange {
  */
 export type ParentLayer = Digest | null | Promise<Digest | null>;
 
+/**
+ * A layer tar that pushes its bytes instead of being read: `feed` hands every chunk, in order and
+ * synchronously, to `consume` (a chunk is valid only during the call) and resolves after the last one,
+ * or rejects, with the error `consume` threw if it did. A pull unpacks a download this way inside the
+ * socket reads that bring its bytes, without a stream or a copy in between.
+ */
+export interface TarFeed {
+  feed(consume: (chunk: Buffer) => void): Promise<void>;
+}
+
 export interface UnpackOptions {
   /**
    * The stream is verified to hash to `expectedDiffId` by the time it ends without error (the layer is
@@ -76,7 +86,7 @@ export interface Snapshotter {
    */
   unpackLayer(
     parentChainId: ParentLayer,
-    layerTar: Readable,
+    layerTar: Readable | TarFeed,
     expectedDiffId?: Digest,
     options?: UnpackOptions,
   ): Promise<LayerInfo>;

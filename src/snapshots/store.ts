@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { type Digest, sha256 } from '../common/digest.js';
 import { Conflict, InvalidArgument, isErrnoCode, NotFound } from '../common/errors.js';
-import { ensureDir, fsyncDirSync } from '../common/fsutil.js';
+import { ensureDir, fsyncDirAsync, fsyncDirSync } from '../common/fsutil.js';
 import { logger } from '../common/log.js';
+import { trace } from '../common/trace.js';
 import { syncfs, syncfsAsync } from '../native/index.js';
 import { type Db, migrate, type PartSchema } from '../store/db.js';
 import { listChanges } from './changes.js';
@@ -13,7 +14,14 @@ import { type DiffLayerOptions, packAndUnpackDiff, type TarSink } from './diff-l
 import { extractLayer } from './extract.js';
 import { isForeignMount, mountContainerOverlay, unmountAll, unmountAllAsync } from './overlay.js';
 import { type PackOptions, packLayer } from './pack.js';
-import type { ContainerChange, LayerInfo, ParentLayer, Snapshotter, UnpackOptions } from './snapshotter.js';
+import type {
+  ContainerChange,
+  LayerInfo,
+  ParentLayer,
+  Snapshotter,
+  TarFeed,
+  UnpackOptions,
+} from './snapshotter.js';
 
 const log = logger('snapshots');
 
@@ -62,11 +70,37 @@ function containerPaths(containerDir: string): { upper: string; work: string; ro
   };
 }
 
-/** Hashes a stream to its end (for a layer we already have); only drains it when `hash` is false. */
-async function hashStream(stream: Readable, hash: boolean): Promise<Digest | null> {
+/** Hashes a tar to its end (for a layer we already have); only drains it when `hash` is false. */
+async function hashStream(tar: Readable | TarFeed, hash: boolean): Promise<Digest | null> {
   const hasher = hash ? createHash('sha256') : null;
-  for await (const chunk of stream) hasher?.update(chunk as Buffer);
+  if (tar instanceof Readable) for await (const chunk of tar) hasher?.update(chunk as Buffer);
+  else await tar.feed((chunk) => hasher?.update(chunk));
   return hasher === null ? null : `sha256:${hasher.digest('hex')}`;
+}
+
+/** Layers of up to this many files and directories are made durable one by one, not with a syncfs. */
+const FSYNC_MAX_FILES = 64;
+
+/**
+ * fsync of every directory and regular file under `dir` (and `dir` itself), in parallel on the
+ * pool. For a layer of a few big files this writes back only those files, where a syncfs would also
+ * wait for whatever any other process left dirty on the same file system.
+ */
+async function fsyncTree(dir: string): Promise<void> {
+  const paths = [dir];
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isDirectory() || entry.isFile()) paths.push(path.join(entry.parentPath, entry.name));
+  }
+  await Promise.all(
+    paths.map(async (file) => {
+      const handle = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    }),
+  );
 }
 
 /**
@@ -118,6 +152,8 @@ export class OverlaySnapshotter implements Snapshotter {
   private readonly emptyDir: string;
   private readonly flusher: FileSystemFlusher | null;
   private readonly statements;
+  /** Ids of directories moved into place whose rows `commitAsync` has not inserted yet. */
+  private readonly reservedIds = new Set<number>();
 
   constructor(
     private readonly db: Db,
@@ -137,9 +173,13 @@ export class OverlaySnapshotter implements Snapshotter {
       children: db
         .prepare<[string], number>('SELECT count(*) FROM snapshot_layers WHERE parent_chain_id = ?')
         .pluck(),
-      insert: db.prepare<[string, string, string | null, number, number]>(
-        'INSERT INTO snapshot_layers (chain_id, diff_id, parent_chain_id, size, created_at) VALUES (?, ?, ?, ?, ?)',
+      insert: db.prepare<[number, string, string, string | null, number, number]>(
+        'INSERT INTO snapshot_layers (id, chain_id, diff_id, parent_chain_id, size, created_at) VALUES (?, ?, ?, ?, ?, ?)',
       ),
+      // AUTOINCREMENT's high-water mark: ids are never reused, even after a removal.
+      lastId: db
+        .prepare<[], number>("SELECT seq FROM sqlite_sequence WHERE name = 'snapshot_layers'")
+        .pluck(),
       remove: db.prepare<[string]>('DELETE FROM snapshot_layers WHERE chain_id = ?'),
     };
     this.removeGarbage();
@@ -161,7 +201,7 @@ export class OverlaySnapshotter implements Snapshotter {
 
   async unpackLayer(
     parent: ParentLayer,
-    layerTar: Readable,
+    layerTar: Readable | TarFeed,
     expectedDiffId?: Digest,
     options: UnpackOptions = {},
   ): Promise<LayerInfo> {
@@ -171,7 +211,7 @@ export class OverlaySnapshotter implements Snapshotter {
       parent.catch(() => undefined);
     } else {
       if (parent !== null && !this.hasLayer(parent)) {
-        layerTar.destroy();
+        if (layerTar instanceof Readable) layerTar.destroy();
         throw new NotFound(`parent layer ${parent} not found`);
       }
       if (expectedDiffId !== undefined) {
@@ -185,22 +225,46 @@ export class OverlaySnapshotter implements Snapshotter {
     }
 
     const staging = fs.mkdtempSync(path.join(this.tmpDir, 'layer-'));
+    const span = trace.span('unpack-layer', expectedDiffId?.slice(7) ?? '');
     try {
       const fsDir = path.join(staging, 'fs');
       fs.mkdirSync(fsDir, 0o755);
-      const { diffId, size } = await extractLayer(
+      const { diffId, size, filesAndDirs } = await extractLayer(
         layerTar,
         fsDir,
         verified ? { knownDiffId: expectedDiffId } : {},
       );
       if (expectedDiffId !== undefined && diffId !== expectedDiffId)
         throw this.mismatch(expectedDiffId, diffId);
-      const [parentChainId] = await Promise.all([parent, this.flusher?.flush()]);
+      span.mark('extracted');
+      // Layers of a few files (however big) are flushed file by file, big trees with one syncfs.
+      const durable =
+        this.flusher === null
+          ? null
+          : filesAndDirs <= FSYNC_MAX_FILES
+            ? fsyncTree(staging)
+            : this.flusher.flush();
+      const [parentChainId] = await Promise.all([
+        Promise.resolve(parent).then((chain) => {
+          span.mark('parent');
+          return chain;
+        }),
+        durable?.then(() => span.mark('flushed')),
+      ]);
       if (parentChainId !== null && !this.hasLayer(parentChainId)) {
         throw new NotFound(`parent layer ${parentChainId} not found`);
       }
-      return this.commit(staging, this.chainIdOf(parentChainId, diffId), diffId, parentChainId, size);
+      const info = await this.commitAsync(
+        staging,
+        this.chainIdOf(parentChainId, diffId),
+        diffId,
+        parentChainId,
+        size,
+      );
+      span.mark('committed');
+      return info;
     } finally {
+      span.end();
       // After a commit the staging dir has been renamed away; otherwise it is dropped here.
       fs.rmSync(staging, { recursive: true, force: true });
     }
@@ -331,6 +395,25 @@ export class OverlaySnapshotter implements Snapshotter {
     };
   }
 
+  /** The next layer id: above every id used so far and every one reserved by `commitAsync`. */
+  private nextLayerId(): number {
+    let id = (this.statements.lastId.get() ?? 0) + 1;
+    while (this.reservedIds.has(id)) id++;
+    return id;
+  }
+
+  /** Renames a staged layer to `<rootDir>/<id>`; a directory already there is a crash's leftover. */
+  private moveIntoPlace(staging: string, target: string): void {
+    try {
+      fs.renameSync(staging, target);
+    } catch (err) {
+      if (!isErrnoCode(err, 'ENOTEMPTY') && !isErrnoCode(err, 'EEXIST')) throw err;
+      // Left by a crash after a rename whose row was never inserted: unreferenced garbage.
+      fs.rmSync(target, { recursive: true, force: true });
+      fs.renameSync(staging, target);
+    }
+  }
+
   /** Moves a staged layer into place and records it, or returns the layer that won a race. */
   private commit(
     staging: string,
@@ -342,21 +425,52 @@ export class OverlaySnapshotter implements Snapshotter {
     return this.db.transaction((): LayerInfo => {
       const existing = this.statements.byChain.get(chainId);
       if (existing) return this.toInfo(existing);
-      const id = Number(
-        this.statements.insert.run(chainId, diffId, parentChainId, size, Date.now()).lastInsertRowid,
-      );
-      const target = path.join(this.rootDir, String(id));
-      try {
-        fs.renameSync(staging, target);
-      } catch (err) {
-        if (!isErrnoCode(err, 'ENOTEMPTY') && !isErrnoCode(err, 'EEXIST')) throw err;
-        // Left by a crash after a rename whose transaction never committed: unreferenced garbage.
-        fs.rmSync(target, { recursive: true, force: true });
-        fs.renameSync(staging, target);
-      }
+      const id = this.nextLayerId();
+      this.statements.insert.run(id, chainId, diffId, parentChainId, size, Date.now());
+      this.moveIntoPlace(staging, path.join(this.rootDir, String(id)));
       fsyncDirSync(this.rootDir);
       return this.toInfo(this.statements.byChain.get(chainId)!);
     })();
+  }
+
+  /**
+   * `commit` with the directory's fsync on the pool: the layer is renamed into place under a reserved
+   * id, the rename made durable, and only then the row inserted. A crash in between leaves a
+   * directory without a row, which the next start removes. (The synchronous fsync inside the
+   * transaction stopped the event loop, and every download of the pull, for up to 50 ms.)
+   */
+  private async commitAsync(
+    staging: string,
+    chainId: Digest,
+    diffId: Digest,
+    parentChainId: Digest | null,
+    size: number,
+  ): Promise<LayerInfo> {
+    const existing = this.statements.byChain.get(chainId);
+    if (existing) return this.toInfo(existing);
+    const id = this.nextLayerId();
+    const target = path.join(this.rootDir, String(id));
+    this.reservedIds.add(id);
+    try {
+      this.moveIntoPlace(staging, target);
+      try {
+        await fsyncDirAsync(this.rootDir);
+        return this.db.transaction((): LayerInfo => {
+          const raced = this.statements.byChain.get(chainId);
+          if (raced) {
+            fs.rmSync(target, { recursive: true, force: true });
+            return this.toInfo(raced);
+          }
+          this.statements.insert.run(id, chainId, diffId, parentChainId, size, Date.now());
+          return this.toInfo(this.statements.byChain.get(chainId)!);
+        })();
+      } catch (err) {
+        fs.rmSync(target, { recursive: true, force: true });
+        throw err;
+      }
+    } finally {
+      this.reservedIds.delete(id);
+    }
   }
 
   /** Drops staging dirs and layer dirs without a row (a crash between the two steps). */

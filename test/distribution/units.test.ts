@@ -327,6 +327,103 @@ describe('resumable ingest', () => {
     );
   });
 
+  test('feed hands over every byte once, without copies: early, late, after a resume; it ends when verified', async () => {
+    const { store } = setup();
+    const data = randomBytes(3 * 1024 * 1024 + 11);
+    const expected = { digest: digestOf(data), size: data.length };
+    const scratch = Buffer.alloc(64 * 1024);
+    const append = (target: Ingest, from: number, to: number): void => {
+      for (let at = from; at < to; at += scratch.length) {
+        const n = data.copy(scratch, 0, at, Math.min(to, at + scratch.length));
+        target.appendSync(scratch.subarray(0, n));
+        scratch.fill(0xee);
+      }
+    };
+    const collector = (): { parts: Buffer[]; consume: (chunk: Buffer) => void; borrowed: () => boolean } => {
+      const parts: Buffer[] = [];
+      let sawScratch = false;
+      return {
+        parts,
+        consume: (chunk) => {
+          if (chunk.buffer === scratch.buffer) sawScratch = true;
+          parts.push(Buffer.from(chunk));
+        },
+        borrowed: () => sawScratch,
+      };
+    };
+    const first = await store.openIngest('pull-feed', expected);
+    append(first, 0, 1_000_000);
+    await first.close({ keep: true });
+
+    const ingest = await store.openIngest('pull-feed', expected);
+    const early = collector();
+    const earlyDone = ingest.feed(early.consume);
+    append(ingest, 1_000_000, 2_000_000);
+    // A second consumer joins midway: it reads the file up to the writer, then takes chunks live.
+    const late = collector();
+    const lateDone = ingest.feed(late.consume);
+    // Both catch up from the file (a few reads on the pool), then get the rest as it is appended.
+    await new Promise<void>((resolve) => setTimeout(resolve, 200));
+    append(ingest, 2_000_000, data.length);
+    // A consumer that throws is dropped with its error; the ingest goes on.
+    const failing = ingest.feed(() => {
+      throw new Error('invalid layer tar');
+    });
+    await assert.rejects(failing, /invalid layer tar/);
+    let settled = false;
+    void earlyDone.then(() => {
+      settled = true;
+    });
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    assert.equal(settled, false, 'not before the digest is verified');
+    assert.equal((await ingest.commit()).digest, expected.digest);
+    await earlyDone;
+    await lateDone;
+    assert.ok(Buffer.concat(early.parts).equals(data));
+    assert.ok(Buffer.concat(late.parts).equals(data));
+    assert.ok(early.borrowed() && late.borrowed(), 'live chunks are the writer’s own buffer');
+    // After the commit, a feed reads the stored blob.
+    const after = collector();
+    await ingest.feed(after.consume);
+    assert.ok(Buffer.concat(after.parts).equals(data));
+  });
+
+  test('feed fails on a digest mismatch, on close and on abort', async () => {
+    const { store } = setup();
+    const data = Buffer.from('the real content');
+    const wrong = await store.openIngest('pull-feed-bad', { digest: digestOf('other'), size: data.length });
+    const mismatch = assert.rejects(
+      wrong.feed(() => undefined),
+      /digest mismatch/,
+    );
+    wrong.appendSync(data);
+    await assert.rejects(wrong.commit(), /digest mismatch/);
+    await mismatch;
+
+    const closing = await store.openIngest('pull-feed-close', { digest: digestOf(data), size: data.length });
+    const closed = assert.rejects(
+      closing.feed(() => undefined),
+      /closed before its blob was complete/,
+    );
+    closing.appendSync(data.subarray(0, 4));
+    await closing.close({ keep: true });
+    await closed;
+
+    const aborting = await store.openIngest('pull-feed-close', { digest: digestOf(data), size: data.length });
+    const controller = new AbortController();
+    const parts: Buffer[] = [];
+    const aborted = assert.rejects(
+      aborting.feed((chunk) => parts.push(Buffer.from(chunk)), controller.signal),
+      /stop/,
+    );
+    for (let i = 0; i < 3; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+    controller.abort(new Error('stop'));
+    await aborted;
+    aborting.appendSync(data.subarray(4));
+    assert.equal(Buffer.concat(parts).toString(), 'the ', 'only the bytes before the abort');
+    assert.equal((await aborting.commit()).digest, digestOf(data));
+  });
+
   test('a digest mismatch removes the data and fails the followers', async () => {
     const { store, root } = setup();
     const data = Buffer.from('the real content');

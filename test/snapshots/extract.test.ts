@@ -8,6 +8,7 @@ import { InvalidArgument } from '../../src/common/errors.js';
 import { packEntries, type TarInputEntry } from '../../src/common/tar.js';
 import { lgetxattr } from '../../src/native/index.js';
 import { extractLayer, layerRelativePath } from '../../src/snapshots/extract.js';
+import type { TarFeed } from '../../src/snapshots/snapshotter.js';
 import { collect, TempDir } from './helpers.js';
 
 let tmp: TempDir;
@@ -28,6 +29,21 @@ function freshDir(): string {
 
 async function tarOf(entries: TarInputEntry[]): Promise<Buffer> {
   return collect(packEntries(entries));
+}
+
+/** A pushed tar (as a pull feeds it): pieces of one reused buffer, scribbled over after each call. */
+function feedOf(tar: Buffer, pieceSize = 1000): TarFeed {
+  return {
+    feed: async (consume) => {
+      const scratch = Buffer.alloc(pieceSize);
+      for (let at = 0; at < tar.length; at += pieceSize) {
+        const n = tar.copy(scratch, 0, at, Math.min(tar.length, at + pieceSize));
+        consume(scratch.subarray(0, n));
+        scratch.fill(0x5a);
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    },
+  };
 }
 
 describe('layerRelativePath', () => {
@@ -200,21 +216,27 @@ describe('extractLayer', () => {
     ];
 
     for (const [label, entries, message] of cases) {
-      test(label, async () => {
-        const dir = freshDir();
-        const passwdLinks = fs.statSync('/etc/passwd').nlink;
-        await assert.rejects(extractLayer(Readable.from([await tarOf(entries())]), dir), (err: unknown) => {
-          assert.ok(err instanceof InvalidArgument, String(err));
-          assert.match(err.message, /^invalid layer tar: /);
-          assert.match(err.message, message);
-          return true;
+      for (const source of ['stream', 'feed'] as const) {
+        test(`${label} (${source})`, async () => {
+          const dir = freshDir();
+          const passwdLinks = fs.statSync('/etc/passwd').nlink;
+          const tar = await tarOf(entries());
+          await assert.rejects(
+            extractLayer(source === 'stream' ? Readable.from([tar]) : feedOf(tar, 700), dir),
+            (err: unknown) => {
+              assert.ok(err instanceof InvalidArgument, String(err));
+              assert.match(err.message, /^invalid layer tar: /);
+              assert.match(err.message, message);
+              return true;
+            },
+          );
+          assert.ok(!fs.existsSync(tmp.join(hostName)));
+          assert.ok(!fs.existsSync(path.join('/etc', hostName)));
+          assert.ok(!fs.existsSync(path.join('/', hostName)));
+          assert.deepEqual(fs.readdirSync(outside()), []);
+          assert.equal(fs.statSync('/etc/passwd').nlink, passwdLinks);
         });
-        assert.ok(!fs.existsSync(tmp.join(hostName)));
-        assert.ok(!fs.existsSync(path.join('/etc', hostName)));
-        assert.ok(!fs.existsSync(path.join('/', hostName)));
-        assert.deepEqual(fs.readdirSync(outside()), []);
-        assert.equal(fs.statSync('/etc/passwd').nlink, passwdLinks);
-      });
+      }
     }
 
     test('an absolute name lands inside the layer', async () => {
@@ -226,6 +248,47 @@ describe('extractLayer', () => {
       assert.equal(fs.readFileSync(path.join(dir, 'etc', hostName), 'utf8'), 'in');
       assert.ok(!fs.existsSync(path.join('/etc', hostName)));
     });
+  });
+
+  test('a pushed tar unpacks like a stream: bodies from a reused buffer, whiteouts, the same diff id', async () => {
+    const data = randomBytes(300_000);
+    const tar = await tarOf([
+      { name: 'bin', type: 'directory' },
+      { name: 'bin/big', type: 'file', data, mode: 0o755 },
+      { name: `${'p'.repeat(120)}/${'q'.repeat(120)}`, type: 'file', data: 'long name' },
+      { name: 'etc/.wh.hosts', type: 'file' },
+      { name: 'opaque/.wh..wh..opq', type: 'file' },
+      { name: 'bin/hard', type: 'link', linkname: 'bin/big' },
+    ]);
+    const fromStream = await extractLayer(Readable.from([tar]), freshDir());
+    for (const pieceSize of [1, 511, 4096, 1 << 20]) {
+      const dir = freshDir();
+      const fromFeed = await extractLayer(feedOf(tar, pieceSize), dir);
+      assert.deepEqual(fromFeed, fromStream);
+      assert.equal(fromFeed.diffId, `sha256:${createHash('sha256').update(tar).digest('hex')}`);
+      assert.ok(fs.readFileSync(path.join(dir, 'bin/big')).equals(data), `piece size ${pieceSize}`);
+      assert.equal(fs.statSync(path.join(dir, 'bin/hard')).ino, fs.statSync(path.join(dir, 'bin/big')).ino);
+      assert.equal(fs.readFileSync(path.join(dir, 'p'.repeat(120), 'q'.repeat(120)), 'utf8'), 'long name');
+      assert.ok(fs.lstatSync(path.join(dir, 'etc/hosts')).isCharacterDevice());
+      assert.equal(lgetxattr(path.join(dir, 'opaque'), 'trusted.overlay.opaque')?.toString(), 'y');
+    }
+    const known = `sha256:${'1'.repeat(64)}` as const;
+    assert.equal((await extractLayer(feedOf(tar), freshDir(), { knownDiffId: known })).diffId, known);
+  });
+
+  test('a pushed tar that is truncated, or whose source fails, is refused', async () => {
+    const tar = await tarOf([{ name: 'f', type: 'file', data: Buffer.alloc(5000, 1) }]);
+    await assert.rejects(
+      extractLayer(feedOf(tar.subarray(0, 2048)), freshDir()),
+      /invalid layer tar: .*ends inside an entry/,
+    );
+    const broken: TarFeed = {
+      feed: async (consume) => {
+        consume(tar.subarray(0, 1000));
+        throw Object.assign(new Error('connection reset'), { code: 'ECONNRESET' });
+      },
+    };
+    await assert.rejects(extractLayer(broken, freshDir()), { code: 'ECONNRESET' });
   });
 
   test('a truncated or garbage stream is an invalid layer', async () => {

@@ -168,6 +168,61 @@ describe('OverlaySnapshotter layers', () => {
   });
 });
 
+describe('OverlaySnapshotter layer ids', () => {
+  test('layers committed side by side get distinct directories; a removed id is never reused', async () => {
+    const tars = await Promise.all(
+      ['one', 'two', 'three'].map((name) => tarBuffer([{ name, type: 'file', data: name }])),
+    );
+    const layers = await Promise.all(tars.map((tar) => snapshotter.unpackLayer(null, Readable.from([tar]))));
+    const ids = layers.map((layer) => Number(path.basename(path.dirname(layer.dir))));
+    assert.equal(new Set(ids).size, 3);
+    for (const [i, layer] of layers.entries()) {
+      assert.equal(
+        fs.readFileSync(path.join(layer.dir, ['one', 'two', 'three'][i]!), 'utf8'),
+        ['one', 'two', 'three'][i],
+      );
+    }
+    const highest = Math.max(...ids);
+    snapshotter.removeLayer(layers[ids.indexOf(highest)]!.chainId);
+    const next = await snapshotter.unpackLayer(
+      null,
+      Readable.from([await tarBuffer([{ name: 'four', type: 'file' }])]),
+    );
+    assert.ok(Number(path.basename(path.dirname(next.dir))) > highest);
+    assert.deepEqual(fs.readdirSync(path.join(snapshotRoot, 'tmp')), []);
+  });
+});
+
+describe('OverlaySnapshotter durability', () => {
+  test('a layer of a few files is fsynced file by file, a big tree with syncfs; both commit whole', async () => {
+    fs.mkdirSync(tmp.join('durable-db'));
+    const durableDb = openStore(tmp.join('durable-db'), [snapshotsSchema]);
+    try {
+      const durable = new OverlaySnapshotter(durableDb, tmp.join('durable'));
+      // Few files and directories, plus nodes that must not be opened (a FIFO would block an open).
+      const few = await tarBuffer([
+        { name: 'data/big.bin', type: 'file', data: Buffer.alloc(3 * 1024 * 1024, 9) },
+        { name: 'data/link', type: 'symlink', linkname: 'big.bin' },
+        { name: 'data/fifo', type: 'fifo' },
+        { name: 'etc/.wh.gone', type: 'file' },
+      ]);
+      const small = await durable.unpackLayer(null, Readable.from([few]), digestOf(few));
+      assert.equal(fs.statSync(path.join(small.dir, 'data/big.bin')).size, 3 * 1024 * 1024);
+      assert.ok(fs.lstatSync(path.join(small.dir, 'data/fifo')).isFIFO());
+      assert.ok(fs.lstatSync(path.join(small.dir, 'etc/gone')).isCharacterDevice());
+      const many = await tarBuffer(
+        Array.from({ length: 100 }, (_, i) => ({ name: `tree/f${i}`, type: 'file' as const, data: `${i}` })),
+      );
+      const big = await durable.unpackLayer(small.chainId, Readable.from([many]), digestOf(many));
+      assert.equal(fs.readdirSync(path.join(big.dir, 'tree')).length, 100);
+      assert.equal(fs.readFileSync(path.join(big.dir, 'tree/f42'), 'utf8'), '42');
+      assert.deepEqual(fs.readdirSync(tmp.join('durable', 'tmp')), []);
+    } finally {
+      durableDb.close();
+    }
+  });
+});
+
 describe('OverlaySnapshotter containers', () => {
   let chain: Digest;
   let containerDir = '';
