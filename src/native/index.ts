@@ -150,6 +150,16 @@ export interface StrataNative {
   reapChild(pid: number): number;
   /** umount2 on libuv's thread pool (an overlay's last unmount syncs its upper file system). */
   umount2Async(target: string, flags?: number): Promise<void>;
+  /**
+   * sync_file_range(SYNC_FILE_RANGE_WRITE) on a libuv pool thread: starts writeback of a file's
+   * range without waiting for it (nothing becomes durable; fsync still does that).
+   */
+  syncFileRangeAsync(fd: number, offset: number, nbytes: number): Promise<void>;
+  /**
+   * mallopt(M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD), in bytes; 0 leaves a setting alone.
+   * Keeps freed heap memory for reuse instead of returning it to the kernel and faulting it back.
+   */
+  tuneMalloc(trimThreshold: number, topPad: number, mmapThreshold: number): void;
   readonly constants: Readonly<Record<NativeConstantName, number>>;
 }
 
@@ -195,6 +205,9 @@ export const pipeCloexec = native.pipeCloexec;
 export const spawnDetachedProcess = native.spawnDetached;
 export const reapChild = native.reapChild;
 export const umount2Async = native.umount2Async;
+/** Undefined on an addon built before blobio.c existed; callers treat it as an optimisation. */
+export const syncFileRangeAsync: StrataNative['syncFileRangeAsync'] | undefined = native.syncFileRangeAsync;
+export const tuneMalloc: StrataNative['tuneMalloc'] | undefined = native.tuneMalloc;
 export const constants = native.constants;
 
 /** True when `err` is an addon (or fs) error with the given code. */
