@@ -79,6 +79,9 @@ export interface PeerCredentials {
   groups: number[];
 }
 
+/** Opaque handle of a running digest (digestCreate). */
+export type DigestHandle = { readonly __brand: 'DigestHandle' };
+
 export interface StrataNative {
   /** mknod(2). `mode` includes the file type (`S_IFCHR`, `S_IFBLK`, `S_IFIFO`, ...). */
   mknod(path: string, mode: number, major: number, minor: number): void;
@@ -160,6 +163,12 @@ export interface StrataNative {
    * Keeps freed heap memory for reuse instead of returning it to the kernel and faulting it back.
    */
   tuneMalloc(trimThreshold: number, topPad: number, mmapThreshold: number): void;
+  /** A running SHA-256/512 (node's OpenSSL) whose updates run on a libuv pool thread. */
+  digestCreate(algorithm: 'sha256' | 'sha512'): DigestHandle;
+  /** Adds `data`; one update at a time per handle (a second one throws ERR_INVALID_STATE). */
+  digestUpdateAsync(handle: DigestHandle, data: Buffer): Promise<void>;
+  /** The digest in lowercase hex; the handle takes no more updates. */
+  digestFinal(handle: DigestHandle): string;
   readonly constants: Readonly<Record<NativeConstantName, number>>;
 }
 
@@ -208,6 +217,9 @@ export const umount2Async = native.umount2Async;
 /** Undefined on an addon built before blobio.c existed; callers treat it as an optimisation. */
 export const syncFileRangeAsync: StrataNative['syncFileRangeAsync'] | undefined = native.syncFileRangeAsync;
 export const tuneMalloc: StrataNative['tuneMalloc'] | undefined = native.tuneMalloc;
+export const digestCreate: StrataNative['digestCreate'] | undefined = native.digestCreate;
+export const digestUpdateAsync: StrataNative['digestUpdateAsync'] | undefined = native.digestUpdateAsync;
+export const digestFinal: StrataNative['digestFinal'] | undefined = native.digestFinal;
 export const constants = native.constants;
 
 /** True when `err` is an addon (or fs) error with the given code. */

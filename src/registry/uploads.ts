@@ -2,6 +2,7 @@ import { createHash, type Hash, randomUUID } from 'node:crypto';
 import { type Readable, Transform, type TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Digest, digestAlgorithm, digestHex } from '../common/digest.js';
+import { digestCreate, digestFinal, digestUpdateAsync } from '../native/index.js';
 import type { BlobStore } from './blobs.js';
 import { RegistryError } from './errors.js';
 import { KeyedLock } from './locks.js';
@@ -28,7 +29,7 @@ export interface ChunkDeclaration {
 }
 
 interface HashState {
-  hash: Hash;
+  hash: RunningDigest;
   algorithm: DigestAlgorithm;
   /** Bytes of the session's data the hash has consumed. */
   offset: number;
@@ -70,7 +71,7 @@ export class UploadStore {
     const writer = await this.driver.writer(paths.uploadData(name, id), false);
     await writer.close();
     this.pruneHashStates();
-    this.hashes.set(id, { hash: createHash(algorithm), algorithm, offset: 0, lastUsed: Date.now() });
+    this.hashes.set(id, { hash: startDigest(algorithm), algorithm, offset: 0, lastUsed: Date.now() });
     return { id, name, size: 0, startedAt };
   }
 
@@ -122,7 +123,7 @@ export class UploadStore {
       const state = this.hashes.get(id);
       let actualHex: string;
       if (state !== undefined && state.offset === size && state.algorithm === algorithm) {
-        actualHex = state.hash.digest('hex');
+        actualHex = state.hash.hex();
       } else {
         // The in-memory state is gone (restart, interrupted chunk) or hashed with another algorithm.
         const hash = createHash(algorithm);
@@ -207,11 +208,16 @@ export class UploadStore {
       state = undefined;
     }
     if (state === undefined && status.size === 0) {
-      state = { hash: createHash('sha256'), algorithm: 'sha256', offset: 0, lastUsed: Date.now() };
+      state = { hash: startDigest('sha256'), algorithm: 'sha256', offset: 0, lastUsed: Date.now() };
       this.hashes.set(id, state);
     }
-    const writer = await this.driver.writer(paths.uploadData(name, id), true);
-    const counter = new HashingPassThrough(state?.hash, expected);
+    const hash = state?.hash;
+    const writer = await this.driver.writer(
+      paths.uploadData(name, id),
+      true,
+      hash === undefined ? undefined : (data) => hash.update(data),
+    );
+    const counter = new HashingPassThrough(undefined, expected);
     try {
       await pipeline(body, counter, writer.stream);
     } catch (err) {
@@ -259,6 +265,28 @@ export function isUploadId(id: string): boolean {
 
 function unknownUpload(id: string): RegistryError {
   return new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { uuid: id } });
+}
+
+/** An upload's digest as its bytes are stored: on a pool thread with the addon, else node:crypto. */
+interface RunningDigest {
+  update(data: Buffer): Promise<void>;
+  hex(): string;
+}
+
+function startDigest(algorithm: DigestAlgorithm): RunningDigest {
+  if (digestCreate !== undefined && digestUpdateAsync !== undefined && digestFinal !== undefined) {
+    const handle = digestCreate(algorithm);
+    const update = digestUpdateAsync;
+    const final = digestFinal;
+    return { update: (data) => update(handle, data), hex: () => final(handle) };
+  }
+  const hash = createHash(algorithm);
+  return {
+    update: async (data) => {
+      hash.update(data);
+    },
+    hex: () => hash.digest('hex'),
+  };
 }
 
 /** Counts (and optionally hashes) bytes on their way to storage; fails as soon as a limit is passed. */

@@ -162,12 +162,16 @@ export class FilesystemDriver implements StorageDriver {
     }
   }
 
-  async writer(logical: string, append: boolean): Promise<FileWriter> {
+  async writer(
+    logical: string,
+    append: boolean,
+    observe?: (data: Buffer) => Promise<void>,
+  ): Promise<FileWriter> {
     const file = this.fullPath(logical);
     await fsp.mkdir(path.dirname(file), { recursive: true });
     const handle = await fsp.open(file, append ? 'a' : 'w', 0o644);
     const initialSize = append ? (await handle.stat()).size : 0;
-    const stream = new AppendStream(handle, initialSize);
+    const stream = new AppendStream(handle, initialSize, observe);
     let closed = false;
     const release = async (keepStaged: boolean): Promise<void> => {
       if (closed) return;
@@ -257,6 +261,7 @@ class AppendStream extends Writable {
   constructor(
     private readonly handle: fsp.FileHandle,
     private readonly startOffset: number,
+    private readonly observe: ((data: Buffer) => Promise<void>) | undefined,
   ) {
     super({ highWaterMark: STREAM_BUFFER });
     this.writebackFrom = startOffset;
@@ -306,7 +311,12 @@ class AppendStream extends Writable {
 
   private writeOut(data: Buffer, callback: (error?: Error | null) => void): void {
     const fromStage = data.buffer === this.staged.buffer;
-    this.inFlight = this.handle.write(data, 0, data.length, null).then(
+    const observed = this.observe?.(data);
+    const written =
+      observed === undefined
+        ? this.handle.write(data, 0, data.length, null)
+        : observed.then(() => this.handle.write(data, 0, data.length, null));
+    this.inFlight = written.then(
       ({ bytesWritten }) => {
         this.inFlight = null;
         this.bytesWritten += bytesWritten;
