@@ -217,12 +217,14 @@ export class UploadStore {
       true,
       hash === undefined ? undefined : (data) => hash.update(data),
     );
-    const counter = new HashingPassThrough(undefined, expected);
+    // Only a declared range needs counting on the way; otherwise the body goes straight to storage.
+    const counter = expected === undefined ? null : new HashingPassThrough(undefined, expected);
     try {
-      await pipeline(body, counter, writer.stream);
+      if (counter === null) await pipeline(body, writer.stream);
+      else await pipeline(body, counter, writer.stream);
     } catch (err) {
       this.hashes.delete(id);
-      if (counter.exceeded) {
+      if (counter?.exceeded) {
         // More bytes than the chunk declared: the session cannot be trusted any more.
         await writer.cancel();
         await this.discard(name, id);
@@ -234,7 +236,7 @@ export class UploadStore {
       await writer.close();
       throw err;
     }
-    if (expected !== undefined && counter.count !== expected) {
+    if (counter !== null && counter.count !== expected) {
       await writer.cancel();
       await this.discard(name, id);
       throw new RegistryError('SIZE_INVALID', 'chunk is shorter than its declared range', {
