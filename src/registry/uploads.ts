@@ -138,10 +138,15 @@ export class UploadStore {
           detail: { expected: digest, actual: `${algorithm}:${actualHex}` },
         });
       }
-      // The one fsync of the data, before the rename that makes it a blob.
-      const durable = await this.driver.writer(dataPath, true);
-      await durable.commit();
-      await this.blobs.commitFrom(dataPath, digest);
+      // Content is addressed by its digest and only ever appears whole (verified, synced, renamed):
+      // when it is stored already, these verified bytes are that content, and they are dropped
+      // instead of being synced and renamed over it (docker/distribution skips the move too).
+      if ((await this.blobs.statContent(digest)) === null) {
+        // The one fsync of the data, before the rename that makes it a blob.
+        const durable = await this.driver.writer(dataPath, true);
+        await durable.commit();
+        await this.blobs.commitFrom(dataPath, digest);
+      }
       await this.blobs.link(name, digest);
       await this.discard(name, id);
       return { digest, size };
