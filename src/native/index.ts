@@ -6,9 +6,10 @@ import { fileURLToPath } from 'node:url';
 /**
  * Typed loader for Strata's N-API addon (`strata_native.c`): the Linux calls Node's fs lacks —
  * mknod, l*xattr, mount/umount2, nanosecond utimes, overlay mounts through the new mount API,
- * openat2(RESOLVE_IN_ROOT), syncfs, a unix socket's peer credentials and idmapped mounts. All calls
- * are synchronous and throw errors shaped like Node's fs errors (`code`, `errno` (negative),
- * `syscall`, `path`).
+ * openat2(RESOLVE_IN_ROOT), syncfs, a unix socket's peer credentials and idmapped mounts, plus what
+ * the registry's blob transfers need (sync_file_range, mallopt, a digest that runs on the thread
+ * pool). Calls are synchronous unless named `…Async`, and throw errors shaped like Node's fs errors
+ * (`code`, `errno` (negative), `syscall`, `path`).
  *
  * Typical uses: a whiteout is `mknod(p, constants.S_IFCHR, 0, 0)`; an opaque dir is
  * `lsetxattr(dir, 'trusted.overlay.opaque', 'y')`; a container root is
@@ -78,6 +79,9 @@ export interface PeerCredentials {
   gid: number;
   groups: number[];
 }
+
+/** Opaque handle of a running digest (digestCreate). */
+export type DigestHandle = { readonly __brand: 'DigestHandle' };
 
 export interface StrataNative {
   /** mknod(2). `mode` includes the file type (`S_IFCHR`, `S_IFBLK`, `S_IFIFO`, ...). */
@@ -160,6 +164,22 @@ export interface StrataNative {
   reapChild(pid: number): number;
   /** umount2 on libuv's thread pool (an overlay's last unmount syncs its upper file system). */
   umount2Async(target: string, flags?: number): Promise<void>;
+  /**
+   * sync_file_range(SYNC_FILE_RANGE_WRITE) on a libuv pool thread: starts writeback of a file's
+   * range without waiting for it (nothing becomes durable; fsync still does that).
+   */
+  syncFileRangeAsync(fd: number, offset: number, nbytes: number): Promise<void>;
+  /**
+   * mallopt(M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD), in bytes; 0 leaves a setting alone.
+   * Keeps freed heap memory for reuse instead of returning it to the kernel and faulting it back.
+   */
+  tuneMalloc(trimThreshold: number, topPad: number, mmapThreshold: number): void;
+  /** A running SHA-256/512 (node's OpenSSL) whose updates run on a libuv pool thread. */
+  digestCreate(algorithm: 'sha256' | 'sha512'): DigestHandle;
+  /** Adds `data`; one update at a time per handle (a second one throws ERR_INVALID_STATE). */
+  digestUpdateAsync(handle: DigestHandle, data: Buffer): Promise<void>;
+  /** The digest in lowercase hex; the handle takes no more updates. */
+  digestFinal(handle: DigestHandle): string;
   readonly constants: Readonly<Record<NativeConstantName, number>>;
 }
 
@@ -206,6 +226,12 @@ export const pipeCloexec = native.pipeCloexec;
 export const spawnDetachedProcess = native.spawnDetached;
 export const reapChild = native.reapChild;
 export const umount2Async = native.umount2Async;
+/** Undefined on an addon built before blobio.c existed; callers treat it as an optimisation. */
+export const syncFileRangeAsync: StrataNative['syncFileRangeAsync'] | undefined = native.syncFileRangeAsync;
+export const tuneMalloc: StrataNative['tuneMalloc'] | undefined = native.tuneMalloc;
+export const digestCreate: StrataNative['digestCreate'] | undefined = native.digestCreate;
+export const digestUpdateAsync: StrataNative['digestUpdateAsync'] | undefined = native.digestUpdateAsync;
+export const digestFinal: StrataNative['digestFinal'] | undefined = native.digestFinal;
 export const constants = native.constants;
 
 /** One directory entry as `scanDirectory` gives it: the lstat figures, as in Node's fs.Stats. */

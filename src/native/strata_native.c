@@ -922,6 +922,8 @@ static void set_constant(napi_env env, napi_value object, const char *name, int6
 void strata_register_netlink(napi_env env, napi_value exports);
 // lifecycle.c: pipeCloexec, spawnDetached, reapChild, umountAsync (src/runtime/spawn.ts, src/snapshots/overlay.ts).
 void strata_register_lifecycle(napi_env env, napi_value exports);
+// blobio.c: syncFileRangeAsync, tuneMalloc (src/registry/storage/filesystem.ts, src/registry/main.ts).
+void strata_register_blobio(napi_env env, napi_value exports);
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
@@ -945,6 +947,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
   strata_register_netlink(env, exports);
   strata_register_lifecycle(env, exports);
+  strata_register_blobio(env, exports);
 
   napi_value constants;
   napi_create_object(env, &constants);

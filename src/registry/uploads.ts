@@ -2,6 +2,7 @@ import { createHash, type Hash, randomUUID } from 'node:crypto';
 import { type Readable, Transform, type TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Digest, digestAlgorithm, digestHex } from '../common/digest.js';
+import { digestCreate, digestFinal, digestUpdateAsync } from '../native/index.js';
 import type { BlobStore } from './blobs.js';
 import { RegistryError } from './errors.js';
 import { KeyedLock } from './locks.js';
@@ -28,7 +29,7 @@ export interface ChunkDeclaration {
 }
 
 interface HashState {
-  hash: Hash;
+  hash: RunningDigest;
   algorithm: DigestAlgorithm;
   /** Bytes of the session's data the hash has consumed. */
   offset: number;
@@ -70,7 +71,7 @@ export class UploadStore {
     const writer = await this.driver.writer(paths.uploadData(name, id), false);
     await writer.close();
     this.pruneHashStates();
-    this.hashes.set(id, { hash: createHash(algorithm), algorithm, offset: 0, lastUsed: Date.now() });
+    this.hashes.set(id, { hash: startDigest(algorithm), algorithm, offset: 0, lastUsed: Date.now() });
     return { id, name, size: 0, startedAt };
   }
 
@@ -122,7 +123,7 @@ export class UploadStore {
       const state = this.hashes.get(id);
       let actualHex: string;
       if (state !== undefined && state.offset === size && state.algorithm === algorithm) {
-        actualHex = state.hash.digest('hex');
+        actualHex = state.hash.hex();
       } else {
         // The in-memory state is gone (restart, interrupted chunk) or hashed with another algorithm.
         const hash = createHash(algorithm);
@@ -137,10 +138,15 @@ export class UploadStore {
           detail: { expected: digest, actual: `${algorithm}:${actualHex}` },
         });
       }
-      // The one fsync of the data, before the rename that makes it a blob.
-      const durable = await this.driver.writer(dataPath, true);
-      await durable.commit();
-      await this.blobs.commitFrom(dataPath, digest);
+      // Content is addressed by its digest and only ever appears whole (verified, synced, renamed):
+      // when it is stored already, these verified bytes are that content, and they are dropped
+      // instead of being synced and renamed over it (docker/distribution skips the move too).
+      if ((await this.blobs.statContent(digest)) === null) {
+        // The one fsync of the data, before the rename that makes it a blob.
+        const durable = await this.driver.writer(dataPath, true);
+        await durable.commit();
+        await this.blobs.commitFrom(dataPath, digest);
+      }
       await this.blobs.link(name, digest);
       await this.discard(name, id);
       return { digest, size };
@@ -207,16 +213,23 @@ export class UploadStore {
       state = undefined;
     }
     if (state === undefined && status.size === 0) {
-      state = { hash: createHash('sha256'), algorithm: 'sha256', offset: 0, lastUsed: Date.now() };
+      state = { hash: startDigest('sha256'), algorithm: 'sha256', offset: 0, lastUsed: Date.now() };
       this.hashes.set(id, state);
     }
-    const writer = await this.driver.writer(paths.uploadData(name, id), true);
-    const counter = new HashingPassThrough(state?.hash, expected);
+    const hash = state?.hash;
+    const writer = await this.driver.writer(
+      paths.uploadData(name, id),
+      true,
+      hash === undefined ? undefined : (data) => hash.update(data),
+    );
+    // Only a declared range needs counting on the way; otherwise the body goes straight to storage.
+    const counter = expected === undefined ? null : new HashingPassThrough(undefined, expected);
     try {
-      await pipeline(body, counter, writer.stream);
+      if (counter === null) await pipeline(body, writer.stream);
+      else await pipeline(body, counter, writer.stream);
     } catch (err) {
       this.hashes.delete(id);
-      if (counter.exceeded) {
+      if (counter?.exceeded) {
         // More bytes than the chunk declared: the session cannot be trusted any more.
         await writer.cancel();
         await this.discard(name, id);
@@ -228,7 +241,7 @@ export class UploadStore {
       await writer.close();
       throw err;
     }
-    if (expected !== undefined && counter.count !== expected) {
+    if (counter !== null && counter.count !== expected) {
       await writer.cancel();
       await this.discard(name, id);
       throw new RegistryError('SIZE_INVALID', 'chunk is shorter than its declared range', {
@@ -259,6 +272,28 @@ export function isUploadId(id: string): boolean {
 
 function unknownUpload(id: string): RegistryError {
   return new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { uuid: id } });
+}
+
+/** An upload's digest as its bytes are stored: on a pool thread with the addon, else node:crypto. */
+interface RunningDigest {
+  update(data: Buffer): Promise<void>;
+  hex(): string;
+}
+
+function startDigest(algorithm: DigestAlgorithm): RunningDigest {
+  if (digestCreate !== undefined && digestUpdateAsync !== undefined && digestFinal !== undefined) {
+    const handle = digestCreate(algorithm);
+    const update = digestUpdateAsync;
+    const final = digestFinal;
+    return { update: (data) => update(handle, data), hex: () => final(handle) };
+  }
+  const hash = createHash(algorithm);
+  return {
+    update: async (data) => {
+      hash.update(data);
+    },
+    hex: () => hash.digest('hex'),
+  };
 }
 
 /** Counts (and optionally hashes) bytes on their way to storage; fails as soon as a limit is passed. */

@@ -159,6 +159,27 @@ describe('resumable uploads', () => {
     assert.deepEqual((await client.req('GET', `/v2/${REPO}/blobs/${sha256(blob)}`)).body, blob);
   });
 
+  test('uploading stored content again links it and leaves the stored file alone', async () => {
+    const blob = pattern(4, 200_000);
+    const digest = sha256(blob);
+    await client.pushBlob(REPO, blob);
+    const hex = digest.slice('sha256:'.length);
+    const stored = `${reg.root}/docker/registry/v2/blobs/sha256/${hex.slice(0, 2)}/${hex}/data`;
+    const inode = fs.statSync(stored).ino;
+    const other = `${REPO}-again`;
+    const post = await client.req('POST', `/v2/${other}/blobs/uploads/`);
+    const location = String(post.headers.location);
+    const wrong = await client.req('PUT', `${location}?digest=${digest}`, { body: blob.subarray(1) });
+    assert.equal(wrong.status, 400, 'the bytes are still verified');
+    const again = await client.req('POST', `/v2/${other}/blobs/uploads/`);
+    const put = await client.req('PUT', `${again.headers.location}?digest=${digest}`, { body: blob });
+    assert.equal(put.status, 201, put.text);
+    assert.equal(fs.statSync(stored).ino, inode, 'not renamed over');
+    assert.deepEqual((await client.req('GET', `/v2/${other}/blobs/${digest}`)).body, blob);
+    const uploads = `${reg.root}/docker/registry/v2/repositories/${other}/_uploads`;
+    assert.deepEqual(fs.existsSync(uploads) ? fs.readdirSync(uploads) : [], []);
+  });
+
   test('a cancelled session leaves nothing behind', async () => {
     const post = await client.req('POST', `/v2/${REPO}/blobs/uploads/`);
     const location = String(post.headers.location);

@@ -26,8 +26,13 @@ export interface StorageDriver {
   putContent(path: string, content: Buffer | string, options?: { durable?: boolean }): Promise<void>;
   /** Streams a file from `offset`, `length` bytes or to its end. Throws PathNotFoundError. */
   reader(path: string, offset?: number, length?: number): Promise<Readable>;
-  /** A writer that creates (append=false truncates) or appends to a file. */
-  writer(path: string, append: boolean): Promise<FileWriter>;
+  /**
+   * A writer that creates (append=false truncates) or appends to a file. `observe`, when given, is
+   * handed every byte in order before it is stored and may take its time (an upload's running
+   * digest, computed off the event loop). Bytes a `close` after a failure keeps are not observed:
+   * the caller drops its digest then.
+   */
+  writer(path: string, append: boolean, observe?: (data: Buffer) => Promise<void>): Promise<FileWriter>;
   /** Size, modification time and kind of a file or directory. Throws PathNotFoundError. */
   stat(path: string): Promise<FileInfo>;
   /** Names of the direct children of a directory (not full paths), unsorted. Throws PathNotFoundError. */

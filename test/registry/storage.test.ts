@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { after, before, describe, test } from 'node:test';
+import {
+  type DigestHandle,
+  digestCreate,
+  digestFinal,
+  digestUpdateAsync,
+  isNativeError,
+  syncFileRangeAsync,
+  tuneMalloc,
+} from '../../src/native/index.js';
+import { FilesystemDriver } from '../../src/registry/storage/filesystem.js';
+
+let tmp = '';
+before(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-registry-storage-'));
+});
+after(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+/** Pieces of the sizes an HTTP body arrives in, adding up to `data`. */
+function pieces(data: Buffer, sizes: number[]): Buffer[] {
+  const out: Buffer[] = [];
+  for (let offset = 0, i = 0; offset < data.length; i++) {
+    const size = sizes[i % sizes.length] ?? 1;
+    out.push(data.subarray(offset, offset + size));
+    offset += size;
+  }
+  return out;
+}
+
+describe('native digest', () => {
+  test('matches node:crypto over several updates, for sha256 and sha512', async () => {
+    const data = randomBytes(3 * 1024 * 1024 + 17);
+    for (const algorithm of ['sha256', 'sha512'] as const) {
+      const handle = (digestCreate as NonNullable<typeof digestCreate>)(algorithm);
+      for (const piece of pieces(data, [1, 65536, 1 << 20, 333])) {
+        await (digestUpdateAsync as NonNullable<typeof digestUpdateAsync>)(handle, piece);
+      }
+      const expected = createHash(algorithm).update(data).digest('hex');
+      assert.equal((digestFinal as NonNullable<typeof digestFinal>)(handle), expected, algorithm);
+    }
+  });
+
+  test('takes one update at a time and nothing after the final digest', async () => {
+    const update = digestUpdateAsync as NonNullable<typeof digestUpdateAsync>;
+    const final = digestFinal as NonNullable<typeof digestFinal>;
+    const handle: DigestHandle = (digestCreate as NonNullable<typeof digestCreate>)('sha256');
+    const running = update(handle, randomBytes(1 << 20));
+    assert.throws(
+      () => update(handle, Buffer.from('x')),
+      (err) => isNativeError(err, 'ERR_INVALID_STATE'),
+    );
+    assert.throws(
+      () => final(handle),
+      (err) => isNativeError(err, 'ERR_INVALID_STATE'),
+    );
+    await running;
+    final(handle);
+    assert.throws(
+      () => update(handle, Buffer.from('x')),
+      (err) => isNativeError(err, 'ERR_INVALID_STATE'),
+    );
+    assert.throws(() => (digestCreate as NonNullable<typeof digestCreate>)('md5' as 'sha256'), RangeError);
+  });
+
+  test('writeback hints and heap tuning are accepted; a bad descriptor is an fs-shaped error', async () => {
+    const file = path.join(tmp, 'hint');
+    fs.writeFileSync(file, randomBytes(1 << 20));
+    const fd = fs.openSync(file, 'r+');
+    try {
+      await (syncFileRangeAsync as NonNullable<typeof syncFileRangeAsync>)(fd, 0, 1 << 20);
+    } finally {
+      fs.closeSync(fd);
+    }
+    await assert.rejects(
+      (syncFileRangeAsync as NonNullable<typeof syncFileRangeAsync>)(1 << 20, 0, 4096),
+      (err) => isNativeError(err, 'EBADF'),
+    );
+    (tuneMalloc as NonNullable<typeof tuneMalloc>)(64 << 20, 16 << 20, 4 << 20);
+    assert.throws(() => (tuneMalloc as NonNullable<typeof tuneMalloc>)(-1, 0, 0), RangeError);
+  });
+});
+
+describe('filesystem driver writer', () => {
+  test('stores every byte in order across batches, appends, and shows each byte to the observer first', async () => {
+    const driver = new FilesystemDriver(path.join(tmp, 'root'));
+    const data = randomBytes(5 * 1024 * 1024 + 12345);
+    const firstPart = data.subarray(0, 2 * 1024 * 1024 + 7);
+    const observed: Buffer[] = [];
+    const observe = async (chunk: Buffer): Promise<void> => {
+      // The bytes are not in the file yet when the observer sees them.
+      const stored = fs.statSync(path.join(driver.root, 'a', 'data')).size;
+      assert.equal(
+        stored,
+        observed.reduce((n, b) => n + b.length, 0),
+      );
+      observed.push(Buffer.from(chunk));
+    };
+    const first = await driver.writer('/a/data', false, observe);
+    const smallPieces = pieces(firstPart, [65536, 100, 1 << 20, 3 << 20]);
+    await pipeline(Readable.from(smallPieces), first.stream);
+    await first.close();
+    assert.equal(first.size(), firstPart.length);
+    const second = await driver.writer('/a/data', true, observe);
+    const morePieces = pieces(data.subarray(firstPart.length), [32768, 100]);
+    await pipeline(Readable.from(morePieces), second.stream);
+    await second.commit();
+    assert.equal(second.size(), data.length);
+    assert.deepEqual(await driver.getContent('/a/data'), data);
+    assert.deepEqual(Buffer.concat(observed), data);
+    // Batched: far fewer stores than pieces.
+    const pieceCount = smallPieces.length + morePieces.length;
+    assert.ok(observed.length * 4 < pieceCount, `${observed.length} batches for ${pieceCount} pieces`);
+  });
+
+  test('a stream cut off mid-batch keeps the bytes that arrived; cancel removes the file', async () => {
+    const driver = new FilesystemDriver(path.join(tmp, 'root'));
+    const data = randomBytes(300 * 1024);
+    const writer = await driver.writer('/b/data', false);
+    for (const piece of pieces(data, [65536])) {
+      await new Promise<void>((resolve, reject) =>
+        writer.stream.write(piece, (err) => (err ? reject(err) : resolve())),
+      );
+    }
+    writer.stream.once('error', () => undefined);
+    writer.stream.destroy(new Error('client went away'));
+    await writer.close();
+    assert.equal(writer.size(), data.length);
+    assert.deepEqual(await driver.getContent('/b/data'), data);
+
+    const cancelled = await driver.writer('/b/data', true);
+    cancelled.stream.write(data.subarray(0, 1000));
+    cancelled.stream.destroy();
+    await cancelled.cancel();
+    assert.equal(fs.existsSync(path.join(driver.root, 'b', 'data')), false);
+  });
+});
