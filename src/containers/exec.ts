@@ -199,16 +199,23 @@ export class ExecManager {
             if (client.destroyed) return;
             client.write(tty ? data : muxFrame(stream, data));
           });
-          if (attachStdin) {
-            if (opts.initialInput.length > 0) conn.write(opts.initialInput);
-            client.on('data', (d: Buffer) => conn.write(d));
-            client.on('end', () => conn.end());
-          } else client.resume();
+          if (!attachStdin) client.resume();
           client.on('close', () => conn.destroy());
         },
       });
       s.pid = handle.pid;
       s.running = true;
+      // Input is forwarded only once the process runs: conmon makes the exec's stdin (pipe or pty)
+      // when it runs the runtime's exec, and bytes or a half-close that reach it before were lost
+      // now and then — `docker exec -i` then hung on a read that never saw its data or EOF. Until
+      // here the client's bytes wait in its paused socket. The output side is connected before the
+      // start, so no output is lost.
+      const conn = connection as AttachConnection | null;
+      if (client && conn && attachStdin) {
+        if (opts.initialInput.length > 0) conn.write(opts.initialInput);
+        client.on('data', (d: Buffer) => conn.write(d));
+        client.on('end', () => conn.end());
+      }
       if (s.pendingResize) resizeTerminal(s.sessionDir, s.pendingResize[0], s.pendingResize[1]);
       const finish = handle.exitCode.then(async (code) => {
         // Output drains after the process ends; conmon closes the attach socket when it is done.

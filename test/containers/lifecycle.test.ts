@@ -147,6 +147,15 @@ describe('container lifecycle', () => {
     assert.equal(code.stderr, 'to-err\n');
     const stdin = await d.docker(['exec', '-i', 'ex', 'sh', '-c', 'read x; echo got:$x'], { input: 'abc\n' });
     assert.equal(stdin.stdout, 'got:abc\n');
+    // Input reaches a process that starts only after the client sent it (and half-closed): repeated,
+    // since losing it was a race with conmon making the exec's stdin.
+    for (let i = 0; i < 8; i++) {
+      const again = await d.docker(['exec', '-i', 'ex', 'sh', '-c', 'cat; echo eof'], {
+        input: `line-${i}\n`,
+        timeoutMs: 20_000,
+      });
+      assert.equal(again.stdout, `line-${i}\neof\n`, `round ${i}`);
+    }
     await d.dockerOk(['exec', '-d', 'ex', 'sh', '-c', 'echo detached > /tmp/d']);
     await waitFor(async () => (await d.docker(['exec', 'ex', 'cat', '/tmp/d'])).stdout === 'detached\n');
     const missing = await d.docker(['exec', 'ex', 'nonexistent-binary']);
