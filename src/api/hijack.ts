@@ -18,7 +18,11 @@ export interface Hijacked {
   isBidirectional: boolean;
 }
 
-/** Reads the request body of a request that may be an upgrade (body bytes are in `head` then). */
+/**
+ * Reads the request body of a request that may be an upgrade (body bytes are in `head` then). When
+ * part of the body had to be read from the socket, the socket is left explicitly paused: whoever
+ * consumes the stream next must call `resume()` after adding its 'data' listener.
+ */
 export async function readRequestBody(r: ApiRequest): Promise<{ body: Buffer; rest: Buffer }> {
   if (!r.upgrade) return { body: await readBody(r.req), rest: Buffer.alloc(0) };
   const length = Number(r.req.headers['content-length'] ?? 0);

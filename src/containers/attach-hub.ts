@@ -58,6 +58,8 @@ export class AttachHub {
       client.socket.on('end', () => {
         if (this.stdinOnce) this.endInput();
       });
+      // A socket that readRequestBody paused stays paused when a 'data' listener is added.
+      client.socket.resume();
     } else {
       client.socket.resume();
     }

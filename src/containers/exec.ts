@@ -205,16 +205,17 @@ export class ExecManager {
       });
       s.pid = handle.pid;
       s.running = true;
-      // Input is forwarded only once the process runs: conmon makes the exec's stdin (pipe or pty)
-      // when it runs the runtime's exec, and bytes or a half-close that reach it before were lost
-      // now and then — `docker exec -i` then hung on a read that never saw its data or EOF. Until
-      // here the client's bytes wait in its paused socket. The output side is connected before the
-      // start, so no output is lost.
+      // Input is forwarded once the process runs (until then the client's bytes wait in its paused
+      // socket); the output side is connected before the start, so no output is lost.
       const conn = connection as AttachConnection | null;
       if (client && conn && attachStdin) {
         if (opts.initialInput.length > 0) conn.write(opts.initialInput);
         client.on('data', (d: Buffer) => conn.write(d));
         client.on('end', () => conn.end());
+        // readRequestBody pauses the socket when it had to read the request body from it (the body
+        // and the headers came in separate reads, common under load); an explicitly paused stream
+        // does not start flowing when a 'data' listener is added, so the input sat unread forever.
+        client.resume();
       }
       if (s.pendingResize) resizeTerminal(s.sessionDir, s.pendingResize[0], s.pendingResize[1]);
       const finish = handle.exitCode.then(async (code) => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { importBusybox, startDaemon, type TestDaemon } from '../helpers/daemon.js';
@@ -165,6 +166,45 @@ describe('container lifecycle', () => {
     assert.equal(stopped.code, 1);
     assert.match(stopped.stderr, /is not running/);
     await d.dockerOk(['rm', 'ex']);
+  });
+
+  test('exec start whose JSON body arrives after its headers still gets the stdin that follows', async () => {
+    // The daemon then reads the body from the socket itself and pauses it; the input forwarding
+    // must resume it (it did not: the input sat unread and the exec hung).
+    await d.dockerOk(['run', '-d', '--name', 'split', 'bb', 'sleep', '1000']);
+    const created = await d.api('POST', '/containers/split/exec', {
+      Cmd: ['sh', '-c', 'cat; echo eof'],
+      AttachStdin: true,
+      AttachStdout: true,
+      AttachStderr: true,
+    });
+    const { Id } = JSON.parse(created.body) as { Id: string };
+    const body = JSON.stringify({ Detach: false, Tty: false });
+    const sock = net.connect(d.socket);
+    await new Promise((r) => sock.once('connect', r));
+    let received = '';
+    sock.on('data', (chunk: Buffer) => {
+      received += chunk.toString('latin1');
+    });
+    const closed = new Promise((r) => sock.once('close', r));
+    sock.write(
+      `POST /v1.41/exec/${Id}/start HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${body.length}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`,
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    sock.write(body);
+    await new Promise((r) => setTimeout(r, 100));
+    sock.end('split-input\n');
+    const timer = setTimeout(() => sock.destroy(), 15_000);
+    await closed;
+    clearTimeout(timer);
+    assert.match(received, /^HTTP\/1\.1 101/);
+    // Multiplexed frames: 8-byte headers, then the payload.
+    assert.ok(
+      received.includes('split-input\n') && received.includes('eof\n'),
+      `the exec got its input and EOF:\n${received}`,
+    );
+    await d.dockerOk(['rm', '-f', 'split']);
   });
 
   test('ps filters, -n, -q, -s and --format', async () => {
