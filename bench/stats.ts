@@ -53,6 +53,7 @@ interface Figures {
   /** `strata ps` for Strata, `docker ps` for Docker: each engine's own CLI. */
   ownCli: number[];
   nodeFloor: number[];
+  dockerFloor: number[];
 }
 
 function startContainers(env: Record<string, string>): void {
@@ -99,6 +100,11 @@ function strataPs(d: Daemon): number {
   return psOnce(path.join(REPO_ROOT, 'bin', 'strata'), ['-H', d.env.DOCKER_HOST, 'ps'], { NODE_OPTIONS: '' });
 }
 
+/** The docker CLI starting and printing its version: no daemon involved. */
+function dockerFloor(): number {
+  return timeMs(() => must('docker', ['--version'], {}));
+}
+
 function nodeFloor(): number {
   return timeMs(() => must(process.execPath, ['-e', '0'], { NODE_OPTIONS: '' }));
 }
@@ -132,7 +138,16 @@ async function measureInterleaved(strata: Daemon, docker: Daemon | null): Promis
   const out = new Map<Daemon, Figures>(
     daemons.map((d) => [
       d,
-      { statsWarm: [], statsCold: [], psCli: [], apiPs: [], apiPsAllSize: [], ownCli: [], nodeFloor: [] },
+      {
+        statsWarm: [],
+        statsCold: [],
+        psCli: [],
+        apiPs: [],
+        apiPsAllSize: [],
+        ownCli: [],
+        nodeFloor: [],
+        dockerFloor: [],
+      },
     ]),
   );
   const fig = (d: Daemon) => out.get(d) as Figures;
@@ -157,6 +172,7 @@ async function measureInterleaved(strata: Daemon, docker: Daemon | null): Promis
       fig(d).ownCli.push(ownCli(d));
     }
     fig(strata).nodeFloor.push(nodeFloor());
+    fig(strata).dockerFloor.push(dockerFloor());
   }
   for (let i = 0; i < API_RUNS; i++) {
     for (const d of daemons) {
@@ -210,6 +226,9 @@ async function main(): Promise<void> {
     lines.push(row('docker stats --no-stream (warm)', s.statsWarm, k?.statsWarm ?? null));
     lines.push(row('docker stats --no-stream (cold: 6 s idle)', s.statsCold, k?.statsCold ?? null));
     lines.push(row('docker ps (docker CLI on both)', s.psCli, k?.psCli ?? null));
+    lines.push(
+      row('docker --version (floor of the docker CLI) vs docker ps', s.dockerFloor, k?.psCli ?? null, null),
+    );
     lines.push(row('API GET /containers/json (ps)', s.apiPs, k?.apiPs ?? null));
     lines.push(
       row('API GET /containers/json?all=1&size=1 (ps -as)', s.apiPsAllSize, k?.apiPsAllSize ?? null),
