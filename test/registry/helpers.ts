@@ -108,7 +108,8 @@ export async function spawnRegistry(
     child,
     stop: () =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null) {
+        // A child killed by a signal has signalCode set and exitCode null.
+        if (child.exitCode !== null || child.signalCode !== null) {
           resolve();
           return;
         }

@@ -41,29 +41,36 @@ function isAlive(pid: number): boolean {
 let dir: string;
 let reg: Awaited<ReturnType<typeof spawnRegistry>>;
 
-before(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-registry-workers-'));
-  const config = path.join(dir, 'config.json');
-  fs.writeFileSync(
-    config,
-    JSON.stringify({
-      auth: {
-        service: 'strata-test',
-        issuer: 'strata-test',
-        users: { alice: { password: bcrypt.hashSync('alice-pw', 4) } },
-        acl: [{ repository: 'team/**', users: ['alice'], actions: ['pull', 'push'] }],
-      },
-    }),
-  );
-  reg = await spawnRegistry(['--root', path.join(dir, 'data'), '--config', config, '--workers', '2']);
-});
-
-after(async () => {
-  await reg?.stop();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
-
 describe('registry workers', () => {
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-registry-workers-'));
+    const config = path.join(dir, 'config.json');
+    fs.writeFileSync(
+      config,
+      JSON.stringify({
+        auth: {
+          service: 'strata-test',
+          issuer: 'strata-test',
+          users: { alice: { password: bcrypt.hashSync('alice-pw', 4) } },
+          acl: [{ repository: 'team/**', users: ['alice'], actions: ['pull', 'push'] }],
+        },
+      }),
+    );
+    reg = await spawnRegistry(['--root', path.join(dir, 'data'), '--config', config, '--workers', '2']);
+  });
+
+  after(async () => {
+    const workers = reg?.child.pid ? childPids(reg.child.pid) : [];
+    await reg?.stop();
+    // The workers leave after the main process; one still starting could create files under `dir`
+    // after it was removed, so wait for them first.
+    for (let i = 0; i < 50 && workers.some(isAlive); i++) await sleep(100);
+    for (let i = 0; i < 30 && fs.existsSync(dir); i++) {
+      fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 });
+      await sleep(100);
+    }
+  });
+
   test('runs two HTTP processes under the main one', async () => {
     const pid = reg.child.pid ?? 0;
     for (let i = 0; i < 50 && childPids(pid).length < 2; i++) await sleep(100);
