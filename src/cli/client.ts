@@ -1,6 +1,7 @@
 import type * as http from 'node:http';
 import * as net from 'node:net';
 import type { Readable } from 'node:stream';
+import { statusLine } from '../common/status-line.js';
 import { ApiError, CliError, DaemonUnreachableError, isNodeError } from './errors.js';
 
 /**
@@ -332,20 +333,6 @@ function errorMessageFromBody(status: number, res: http.IncomingMessage, body: B
   return messageFromText(status, String(res.headers['content-type'] ?? ''), body);
 }
 
-/** Reason phrases for answers without a body (node:http's table, without loading node:http). */
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  405: 'Method Not Allowed',
-  409: 'Conflict',
-  500: 'Internal Server Error',
-  501: 'Not Implemented',
-  502: 'Bad Gateway',
-  503: 'Service Unavailable',
-};
-
 function messageFromText(status: number, contentType: string, body: Buffer): string {
   const text = body.toString('utf8').trim();
   if (contentType.startsWith('application/json') || text.startsWith('{')) {
@@ -356,7 +343,7 @@ function messageFromText(status: number, contentType: string, body: Buffer): str
       // fall through to the raw text
     }
   }
-  return text || `${status} ${STATUS_TEXT[status] ?? ''}`.trim();
+  return text || statusLine(status);
 }
 
 interface ResponseHead {

@@ -1,4 +1,5 @@
 import { StrataError } from '../common/errors.js';
+import { statusLine } from '../common/status-line.js';
 
 /**
  * Errors of registry transfers. Messages follow dockerd's wording, since the docker CLI prints them
@@ -87,26 +88,6 @@ export function parseRegistryErrors(body: Buffer): RegistryErrorEntry[] {
       code: typeof e.code === 'string' ? e.code : 'UNKNOWN',
       message: typeof e.message === 'string' ? e.message : '',
     }));
-}
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  405: 'Method Not Allowed',
-  409: 'Conflict',
-  413: 'Payload Too Large',
-  416: 'Range Not Satisfiable',
-  429: 'Too Many Requests',
-  500: 'Internal Server Error',
-  502: 'Bad Gateway',
-  503: 'Service Unavailable',
-};
-
-/** `401 Unauthorized`, as Go prints a response status. */
-export function statusLine(status: number): string {
-  return `${status} ${STATUS_TEXT[status] ?? ''}`.trim();
 }
 
 /** The error for a registry response with an unexpected status and its (bounded) body. */

@@ -2,8 +2,9 @@ import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { errorMessage } from '../common/errors.js';
+import { statusLine } from '../common/status-line.js';
 import { type Challenge, hasCredentials, parseChallenges, type RegistryCredentials } from './auth.js';
-import { RegistryUnreachable, registryError, statusLine, Unauthorized } from './errors.js';
+import { RegistryUnreachable, registryError, Unauthorized } from './errors.js';
 import type { RegistryHosts } from './hosts.js';
 import { type RegistryTransport, readResponse } from './transport.js';
 

@@ -112,12 +112,8 @@ static napi_value js_sync_file_range_async(napi_env env, napi_callback_info info
   job->fd = (int)fd;
   job->offset = offset;
   job->nbytes = nbytes;
-  napi_value promise, name;
-  napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "strata.syncFileRange", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, sync_range_execute, sync_range_complete, job, &job->work);
-  napi_queue_async_work(env, job->work);
-  return promise;
+  return queue_promise_work(env, "strata.syncFileRange", sync_range_execute, sync_range_complete, job, &job->deferred,
+                            &job->work);
 }
 
 static napi_value js_tune_malloc(napi_env env, napi_callback_info info) {
@@ -260,12 +256,8 @@ static napi_value js_digest_update_async(napi_env env, napi_callback_info info) 
   digest->busy = 1;
   napi_create_reference(env, argv[0], 1, &job->handle_ref);
   napi_create_reference(env, argv[1], 1, &job->buffer_ref);
-  napi_value promise, name;
-  napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "strata.digestUpdate", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, digest_execute, digest_complete, job, &job->work);
-  napi_queue_async_work(env, job->work);
-  return promise;
+  return queue_promise_work(env, "strata.digestUpdate", digest_execute, digest_complete, job, &job->deferred,
+                            &job->work);
 }
 
 static napi_value js_digest_final(napi_env env, napi_callback_info info) {

@@ -291,12 +291,8 @@ static napi_value js_umount2_async(napi_env env, napi_callback_info info) {
     free(w);
     return NULL;
   }
-  napi_value promise, name;
-  napi_create_promise(env, &w->deferred, &promise);
-  napi_create_string_utf8(env, "strata:umount2", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, umount_execute, umount_complete, w, &w->work);
-  napi_queue_async_work(env, w->work);
-  return promise;
+  return queue_promise_work(env, "strata:umount2", umount_execute, umount_complete, w, &w->deferred,
+                            &w->work);
 }
 
 void strata_register_lifecycle(napi_env env, napi_value exports) {

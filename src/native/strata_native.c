@@ -80,6 +80,17 @@ static napi_valuetype type_of(napi_env env, napi_value value) {
   return type;
 }
 
+napi_value queue_promise_work(napi_env env, const char *name, napi_async_execute_callback execute,
+                              napi_async_complete_callback complete, void *data, napi_deferred *deferred,
+                              napi_async_work *work) {
+  napi_value promise, resource_name;
+  napi_create_promise(env, deferred, &promise);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name);
+  napi_create_async_work(env, NULL, resource_name, execute, complete, data, work);
+  napi_queue_async_work(env, *work);
+  return promise;
+}
+
 static int is_nullish(napi_env env, napi_value value) {
   napi_valuetype type = type_of(env, value);
   return type == napi_null || type == napi_undefined;
@@ -823,12 +834,8 @@ static napi_value js_syncfs_async(napi_env env, napi_callback_info info) {
     return NULL;
   }
   job->path = path;
-  napi_value promise, name;
-  napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "strata.syncfs", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, syncfs_execute, syncfs_complete, job, &job->work);
-  napi_queue_async_work(env, job->work);
-  return promise;
+  return queue_promise_work(env, "strata.syncfs", syncfs_execute, syncfs_complete, job, &job->deferred,
+                            &job->work);
 }
 
 // ---------------------------------------------------------------------------------------------
