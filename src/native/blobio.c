@@ -24,6 +24,12 @@
 //   digestCreate(algorithm)                    → handle ('sha256' | 'sha512')
 //   digestUpdateAsync(handle, buffer)          → Promise<void>; rejects if an update is running
 //   digestFinal(handle)                        → lowercase hex; the handle is spent
+//
+// Direct I/O buffers: blob data is written and read with O_DIRECT, which needs the memory, the file
+// offset and the length aligned to the logical block size. Node's buffers carry a malloc header, so
+// these come from posix_memalign (freed when the Buffer is collected).
+//
+//   alignedBuffer(size)                        → Buffer of `size` bytes at a 4096-aligned address
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -292,6 +298,38 @@ static napi_value js_digest_final(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static void free_aligned(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+static napi_value js_aligned_buffer(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int64_t size;
+  if (argc < 1) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", "alignedBuffer(size)");
+    return NULL;
+  }
+  if (!get_int64_arg(env, argv[0], "size", &size)) return NULL;
+  if (size == 0 || size > ((int64_t)1 << 30)) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "size must be between 1 byte and 1 GiB");
+    return NULL;
+  }
+  void *memory = NULL;
+  int err = posix_memalign(&memory, 4096, (size_t)size);
+  if (err != 0) return throw_errno(env, err, "posix_memalign", NULL, NULL);
+  napi_value result;
+  if (napi_create_external_buffer(env, (size_t)size, memory, free_aligned, NULL, &result) != napi_ok) {
+    free(memory);
+    napi_throw_error(env, NULL, "could not create an external buffer");
+    return NULL;
+  }
+  return result;
+}
+
 void strata_register_blobio(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
       {"syncFileRangeAsync", NULL, js_sync_file_range_async, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -299,6 +337,7 @@ void strata_register_blobio(napi_env env, napi_value exports) {
       {"digestCreate", NULL, js_digest_create, NULL, NULL, NULL, napi_enumerable, NULL},
       {"digestUpdateAsync", NULL, js_digest_update_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"digestFinal", NULL, js_digest_final, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"alignedBuffer", NULL, js_aligned_buffer, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
 }

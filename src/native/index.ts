@@ -180,6 +180,8 @@ export interface StrataNative {
   digestUpdateAsync(handle: DigestHandle, data: Buffer): Promise<void>;
   /** The digest in lowercase hex; the handle takes no more updates. */
   digestFinal(handle: DigestHandle): string;
+  /** A Buffer of `size` bytes at a 4096-aligned address, as O_DIRECT reads and writes need. */
+  alignedBuffer(size: number): Buffer;
   readonly constants: Readonly<Record<NativeConstantName, number>>;
 }
 
@@ -232,6 +234,7 @@ export const tuneMalloc: StrataNative['tuneMalloc'] | undefined = native.tuneMal
 export const digestCreate: StrataNative['digestCreate'] | undefined = native.digestCreate;
 export const digestUpdateAsync: StrataNative['digestUpdateAsync'] | undefined = native.digestUpdateAsync;
 export const digestFinal: StrataNative['digestFinal'] | undefined = native.digestFinal;
+export const alignedBuffer: StrataNative['alignedBuffer'] | undefined = native.alignedBuffer;
 export const constants = native.constants;
 
 /** One directory entry as `scanDirectory` gives it: the lstat figures, as in Node's fs.Stats. */

@@ -13,7 +13,8 @@ import { DEFAULT_MANIFEST_MAX_BYTES } from './manifests.js';
  *   "workers": 2,                             HTTP processes on the storage (node:cluster); default 1; --workers wins
  *   "root": "/var/lib/strata-registry",       storage root; --root wins
  *   "tls": { "cert": "cert.pem", "key": "key.pem" },            serve HTTPS with this PEM pair
- *   "storage": { "driver": "filesystem" },
+ *   "storage": { "driver": "filesystem",
+ *                "directIo": true },           blob data written and read around the page cache (O_DIRECT)
  *   "delete": { "enabled": true },            false: DELETE answers 405 UNSUPPORTED
  *   "manifests": { "maxBytes": 4194304 },     larger manifests are refused with 413
  *   "gc": { "gracePeriodSeconds": 3600,       gc never removes content linked or written this recently
@@ -73,7 +74,7 @@ export const configSchema = z.strictObject({
   addr: z.string().optional(),
   root: z.string().optional(),
   tls: z.strictObject({ cert: z.string(), key: z.string() }).optional(),
-  storage: z.strictObject({ driver: z.literal('filesystem') }).optional(),
+  storage: z.strictObject({ driver: z.literal('filesystem'), directIo: z.boolean().optional() }).optional(),
   delete: z.strictObject({ enabled: z.boolean() }).optional(),
   manifests: z.strictObject({ maxBytes: z.number().int().positive() }).optional(),
   gc: z
@@ -100,6 +101,8 @@ export interface RegistryConfig {
   auth?: AuthConfig;
   /** HTTP server processes sharing the storage (node:cluster); 1 serves from the main process. */
   workers: number;
+  /** Blob data through O_DIRECT where the file system allows it (see storage/filesystem.ts). */
+  directIo: boolean;
   /** PEM of the token signing key when it is not a file (handed to workers, so they agree on it). */
   signingKeyPem?: string;
   /** Directory against which relative file names of the config are resolved. */
@@ -155,6 +158,7 @@ export function resolveConfig(
     uploadMaxAgeSeconds: file.gc?.uploadMaxAgeSeconds ?? 7 * 24 * 3600,
     auth: file.auth,
     workers: flags.workers ?? file.workers ?? DEFAULT_WORKERS,
+    directIo: file.storage?.directIo ?? true,
     baseDir,
   };
 }

@@ -29,7 +29,7 @@ export class Registry {
 
   constructor(
     readonly config: RegistryConfig,
-    readonly driver: StorageDriver = new FilesystemDriver(config.root),
+    readonly driver: StorageDriver = new FilesystemDriver(config.root, { directIo: config.directIo }),
   ) {
     this.blobs = new BlobStore(driver);
     this.uploads = new UploadStore(driver, this.blobs);

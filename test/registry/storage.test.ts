@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -90,36 +90,74 @@ describe('native digest', () => {
 });
 
 describe('filesystem driver writer', () => {
-  test('stores every byte in order across batches, appends, and shows each byte to the observer first', async () => {
-    const driver = new FilesystemDriver(path.join(tmp, 'root'));
-    const data = randomBytes(5 * 1024 * 1024 + 12345);
-    const firstPart = data.subarray(0, 2 * 1024 * 1024 + 7);
-    const observed: Buffer[] = [];
-    const observe = async (chunk: Buffer): Promise<void> => {
-      // The bytes are not in the file yet when the observer sees them.
-      const stored = fs.statSync(path.join(driver.root, 'a', 'data')).size;
-      assert.equal(
-        stored,
-        observed.reduce((n, b) => n + b.length, 0),
+  for (const directIo of [true, false]) {
+    test(`stores every byte in order across batches and appends, each byte observed once (${directIo ? 'O_DIRECT' : 'page cache'})`, async () => {
+      const driver = new FilesystemDriver(path.join(tmp, `root-${directIo}`), { directIo });
+      const data = randomBytes(5 * 1024 * 1024 + 12345);
+      // The second writer appends at an offset that is not a multiple of the block size.
+      const firstPart = data.subarray(0, 2 * 1024 * 1024 + 7);
+      const observed: Buffer[] = [];
+      const observe = async (chunk: Buffer): Promise<void> => {
+        observed.push(Buffer.from(chunk));
+      };
+      const first = await driver.writer('/a/data', false, observe);
+      const smallPieces = pieces(firstPart, [65536, 100, 1 << 20, 3 << 20]);
+      await pipeline(Readable.from(smallPieces), first.stream);
+      await first.close();
+      assert.equal(first.size(), firstPart.length);
+      const second = await driver.writer('/a/data', true, observe);
+      const morePieces = pieces(data.subarray(firstPart.length), [32768, 100]);
+      await pipeline(Readable.from(morePieces), second.stream);
+      await second.commit();
+      assert.equal(second.size(), data.length);
+      assert.deepEqual(await driver.getContent('/a/data'), data);
+      assert.deepEqual(Buffer.concat(observed), data);
+      // Batched: far fewer stores than pieces.
+      const pieceCount = smallPieces.length + morePieces.length;
+      assert.ok(observed.length * 4 < pieceCount, `${observed.length} batches for ${pieceCount} pieces`);
+
+      // Served back whole and in ranges that start and end inside blocks.
+      for (const [offset, length] of [
+        [0, data.length],
+        [1, 4095],
+        [4095, 2],
+        [4096, 4096],
+        [12345, 3 * 1024 * 1024 + 17],
+        [data.length - 10, 10],
+      ] as const) {
+        const received: Buffer[] = [];
+        const sink = new Writable({
+          write(chunk: Buffer, _encoding, callback) {
+            received.push(Buffer.from(chunk));
+            callback();
+          },
+        });
+        await (driver.copyTo as NonNullable<typeof driver.copyTo>).call(
+          driver,
+          '/a/data',
+          offset,
+          length,
+          sink,
+        );
+        assert.deepEqual(
+          Buffer.concat(received),
+          data.subarray(offset, offset + length),
+          `${offset}+${length}`,
+        );
+      }
+      // A file shorter than the range asked for is an error, not a short answer.
+      await assert.rejects(
+        (driver.copyTo as NonNullable<typeof driver.copyTo>).call(
+          driver,
+          '/a/data',
+          0,
+          data.length + 5000,
+          new Writable({ write: (_c, _e, cb) => cb() }),
+        ),
+        /shorter than expected/,
       );
-      observed.push(Buffer.from(chunk));
-    };
-    const first = await driver.writer('/a/data', false, observe);
-    const smallPieces = pieces(firstPart, [65536, 100, 1 << 20, 3 << 20]);
-    await pipeline(Readable.from(smallPieces), first.stream);
-    await first.close();
-    assert.equal(first.size(), firstPart.length);
-    const second = await driver.writer('/a/data', true, observe);
-    const morePieces = pieces(data.subarray(firstPart.length), [32768, 100]);
-    await pipeline(Readable.from(morePieces), second.stream);
-    await second.commit();
-    assert.equal(second.size(), data.length);
-    assert.deepEqual(await driver.getContent('/a/data'), data);
-    assert.deepEqual(Buffer.concat(observed), data);
-    // Batched: far fewer stores than pieces.
-    const pieceCount = smallPieces.length + morePieces.length;
-    assert.ok(observed.length * 4 < pieceCount, `${observed.length} batches for ${pieceCount} pieces`);
-  });
+    });
+  }
 
   test('a stream cut off mid-batch keeps the bytes that arrived; cancel removes the file', async () => {
     const driver = new FilesystemDriver(path.join(tmp, 'root'));

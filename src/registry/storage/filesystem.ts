@@ -4,7 +4,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { isErrnoCode } from '../../common/errors.js';
-import { syncFileRangeAsync } from '../../native/index.js';
+import { alignedBuffer, syncFileRangeAsync } from '../../native/index.js';
 import { type FileInfo, type FileWriter, PathNotFoundError, type StorageDriver } from './driver.js';
 
 /** Big reads and writes: blob transfers are the hot path, and 1 MiB buffers halve the syscalls of 64 KiB. */
@@ -20,15 +20,29 @@ const WRITEBACK_STEP = 8 << 20;
  * socket stalls while each write runs).
  */
 const WRITE_BATCH = 256 << 10;
-/** Buffers `copyTo` cycles through: one being read ahead while the others drain into the socket. */
-const COPY_BUFFERS = 4;
+/**
+ * Blob data is written and read with O_DIRECT where the file system allows it, in whole blocks of this
+ * size at aligned offsets from aligned memory. Measured on these machines (1 GiB, dd): through the page
+ * cache, write + fsync cost 1.8 s of CPU and a cold read 2.7 s (filling fresh page-cache pages is what
+ * costs); direct, 0.2 s and 0.06 s, at 1 and 2.9 GB/s. A registry's blobs are written once and mostly
+ * read by remote clients, so the page cache buys little, and the final fsync has only metadata left.
+ */
+const DIRECT_ALIGN = 4096;
+/** Size of a direct write: 1 MiB halves the device round trips of 256 KiB (1.0 s vs 1.5 s per GiB). */
+const DIRECT_WRITE_BATCH = 1 << 20;
+/** Buffers `copyTo` cycles through: READ_AHEAD being read while the others drain into the socket. */
+const COPY_BUFFERS = 8;
+const READ_AHEAD = 4;
 
 /** The storage driver on a local directory. Atomic replace and move are rename(2) in one file system. */
 export class FilesystemDriver implements StorageDriver {
   readonly root: string;
+  /** Whether blob data goes around the page cache (O_DIRECT); turned off when the file system refuses. */
+  private directIo: boolean;
 
-  constructor(root: string) {
+  constructor(root: string, options: { directIo?: boolean } = {}) {
     this.root = path.resolve(root);
+    this.directIo = options.directIo ?? true;
   }
 
   private fullPath(logical: string): string {
@@ -99,16 +113,20 @@ export class FilesystemDriver implements StorageDriver {
    * registry's modules fill the heap) cut single-client pulls to a quarter of this.
    */
   async copyTo(logical: string, offset: number, length: number, dest: Writable): Promise<void> {
+    const file = this.fullPath(logical);
     let handle: fsp.FileHandle;
+    let direct: boolean;
     try {
-      handle = await fsp.open(this.fullPath(logical), 'r');
+      const directHandle = await this.openDirect(file, fs.constants.O_RDONLY);
+      direct = directHandle !== null;
+      handle = directHandle ?? (await fsp.open(file, 'r'));
     } catch (err) {
       throw mapNotFound(err, logical);
     }
+    const align = direct ? DIRECT_ALIGN : 1;
     const end = offset + length;
-    const free = Array.from({ length: COPY_BUFFERS }, () =>
-      Buffer.allocUnsafeSlow(Math.min(STREAM_BUFFER, length || 1)),
-    );
+    const free = Array.from({ length: COPY_BUFFERS }, takeReadBuffer);
+    const lent = new Set<Buffer>();
     const waiting: (() => void)[] = [];
     let failure: Error | undefined;
     const wakeAll = (): void => {
@@ -119,50 +137,64 @@ export class FilesystemDriver implements StorageDriver {
       wakeAll();
     };
     dest.on('close', onClose);
-    type Chunk = (typeof free)[number];
-    const take = async (): Promise<Chunk> => {
+    const take = async (): Promise<Buffer> => {
       while (free.length === 0 && failure === undefined) {
         await new Promise<void>((resolve) => waiting.push(resolve));
       }
       if (failure !== undefined) throw failure;
-      return free.pop() as Chunk;
+      return free.pop() as Buffer;
     };
-    const readAt = async (position: number): Promise<{ buf: Chunk; bytesRead: number }> => {
+    // Direct reads cover whole blocks: from the block holding `offset`, up to the block holding `end`.
+    const readAt = async (position: number, length: number): Promise<Buffer> => {
       const buf = await take();
-      const { bytesRead } = await handle.read(buf, 0, Math.min(buf.length, end - position), position);
-      if (bytesRead === 0) throw new Error(`${logical} is shorter than expected`);
-      return { buf, bytesRead };
+      const { bytesRead } = await handle.read(buf, 0, roundUp(length, align), position);
+      if (bytesRead < length) {
+        free.push(buf);
+        throw new Error(`${logical} is shorter than expected`);
+      }
+      return buf;
     };
-    let next: Promise<{ buf: Chunk; bytesRead: number }> | null = null;
-    try {
-      let position = offset;
-      const readAhead = (): Promise<{ buf: Chunk; bytesRead: number }> | null => {
-        if (position >= end) return null;
-        const promise = readAt(position);
+    // Up to READ_AHEAD reads run while the socket sends: a direct read waits for the device.
+    const queue: { read: Promise<Buffer>; length: number }[] = [];
+    let position = offset - (offset % align);
+    let skip = offset - position;
+    const readAhead = (): void => {
+      while (queue.length < READ_AHEAD && position < end) {
+        const length = Math.min(STREAM_BUFFER, end - position);
+        const read = readAt(position, length);
         // Handled here so a failure while the loop waits on the socket is not an unhandled rejection.
-        promise.catch(() => undefined);
-        return promise;
-      };
-      next = readAhead();
-      while (next !== null) {
-        const { buf, bytesRead } = await next;
-        position += bytesRead;
-        next = readAhead();
+        read.catch(() => undefined);
+        queue.push({ read, length });
+        position += length;
+      }
+    };
+    try {
+      readAhead();
+      for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+        const buf = await next.read;
+        readAhead();
         if (failure !== undefined) throw failure;
-        const flushed = dest.write(buf.subarray(0, bytesRead), (err) => {
+        lent.add(buf);
+        const flushed = dest.write(buf.subarray(skip, next.length), (err) => {
           if (err) failure ??= err;
+          lent.delete(buf);
           free.push(buf);
           wakeAll();
         });
+        skip = 0;
         if (!flushed) await drainedOrClosed(dest);
         if (failure !== undefined) throw failure;
       }
       dest.end();
     } finally {
-      // A read ahead still in flight must settle before its file handle closes.
-      await next?.catch(() => undefined);
+      // Reads still in flight must settle before their file handle closes.
+      failure ??= new Error('the transfer ended');
+      wakeAll();
+      await Promise.all(queue.map((q) => q.read.catch(() => undefined)));
       dest.off('close', onClose);
       await handle.close();
+      // Buffers the socket still holds are left to the garbage collector.
+      for (const buf of free) if (!lent.has(buf)) releaseReadBuffer(buf);
     }
   }
 
@@ -174,8 +206,16 @@ export class FilesystemDriver implements StorageDriver {
     const file = this.fullPath(logical);
     await fsp.mkdir(path.dirname(file), { recursive: true });
     const handle = await fsp.open(file, append ? 'a' : 'w', 0o644);
-    const initialSize = append ? (await handle.stat()).size : 0;
-    const stream = new AppendStream(handle, initialSize, observe);
+    let direct: fsp.FileHandle | null = null;
+    let initialSize = 0;
+    try {
+      initialSize = append ? (await handle.stat()).size : 0;
+      direct = await this.openDirect(file, fs.constants.O_WRONLY);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+    const stream = new AppendStream(handle, direct, initialSize, observe);
     let closed = false;
     const release = async (keepStaged: boolean): Promise<void> => {
       if (closed) return;
@@ -186,6 +226,7 @@ export class FilesystemDriver implements StorageDriver {
         if (keepStaged) await stream.writeStaged();
       } finally {
         stream.releaseBuffer();
+        await direct?.close();
         await handle.close();
       }
     };
@@ -204,6 +245,23 @@ export class FilesystemDriver implements StorageDriver {
       },
       close,
     };
+  }
+
+  /**
+   * The file opened once more with O_DIRECT, or null where that cannot work: no aligned buffers (an
+   * addon without alignedBuffer), or a file system without direct I/O (tmpfs says EINVAL), remembered.
+   */
+  private async openDirect(file: string, flags: number): Promise<fsp.FileHandle | null> {
+    if (!this.directIo || alignedBuffer === undefined) return null;
+    try {
+      return await fsp.open(file, flags | fs.constants.O_DIRECT);
+    } catch (err) {
+      if (isErrnoCode(err, 'EINVAL') || isErrnoCode(err, 'EOPNOTSUPP')) {
+        this.directIo = false;
+        return null;
+      }
+      throw err;
+    }
   }
 
   async stat(logical: string): Promise<FileInfo> {
@@ -248,23 +306,35 @@ export class FilesystemDriver implements StorageDriver {
 }
 
 /**
- * Appends to an open file in writes of WRITE_BATCH bytes, and asks the kernel to start writing each
- * few MiB back as it arrives (see WRITEBACK_STEP). Request bodies arrive in pieces of at most 64 KiB;
- * handing each to the thread pool on its own costs a wake-up of a pool thread and of the event loop
- * per piece, so pieces are copied into one staging buffer and written when it is full (or at the end).
- * Bytes still staged when the stream is destroyed are not written: the file holds whole writes only,
- * and a resumed upload continues from its size.
+ * Appends to an open file in writes of up to WRITE_BATCH bytes. Request bodies arrive in pieces of at
+ * most 64 KiB; handing each to the thread pool on its own costs a wake-up of a pool thread and of the
+ * event loop per piece, so pieces are copied into a staging buffer and written when it is full (or at
+ * the end). Two staging buffers take turns: one fills while the other is hashed and written.
+ *
+ * With `direct` (the file opened a second time with O_DIRECT), whole blocks bypass the page cache: see
+ * DIRECT_ALIGN. A batch starts on a block boundary (the first one of a chunk appended at an odd offset
+ * is cut short to reach it), so only a chunk's last partial block goes through the page cache.
+ * Without it, the kernel is asked to start writing each few MiB back as it arrives (WRITEBACK_STEP).
+ *
+ * Bytes still staged when the stream is destroyed are not written by the stream: `writeStaged` keeps
+ * them (an interrupted chunk), and a resumed upload continues from the file's size.
  */
 class AppendStream extends Writable {
+  /** Bytes written to the file, from `startOffset`. */
   bytesWritten = 0;
   private staged: Buffer | null = null;
   private stagedBytes = 0;
+  private spare: Buffer | null = null;
+  /** Bytes handed to writes (finished or running), from `startOffset`: where the staged bytes go. */
+  private queued = 0;
+  private inFlight: Promise<void> | null = null;
+  private failure: Error | null = null;
   private writebackFrom: number;
   private writeback: Promise<void> | null = null;
-  private inFlight: Promise<void> | null = null;
 
   constructor(
     private readonly handle: fsp.FileHandle,
+    private readonly direct: fsp.FileHandle | null,
     private readonly startOffset: number,
     private readonly observe: ((data: Buffer) => Promise<void>) | undefined,
   ) {
@@ -273,20 +343,26 @@ class AppendStream extends Writable {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (this.stagedBytes === 0 && chunk.length >= WRITE_BATCH) {
-      this.writeOut(chunk, callback);
+    if (this.failure !== null) {
+      callback(this.failure);
       return;
     }
     let offset = 0;
-    this.staged ??= takeStagingBuffer();
-    const staged = this.staged;
     const copyRest = (): void => {
       while (offset < chunk.length) {
-        const copied = chunk.copy(staged, this.stagedBytes, offset);
+        this.staged ??= this.spare ?? takeStagingBuffer();
+        if (this.staged === this.spare) this.spare = null;
+        const limit = this.batchLimit();
+        const copied = chunk.copy(
+          this.staged,
+          this.stagedBytes,
+          offset,
+          offset + Math.min(chunk.length - offset, limit - this.stagedBytes),
+        );
         this.stagedBytes += copied;
         offset += copied;
-        if (this.stagedBytes === WRITE_BATCH) {
-          this.writeOut(staged, (err) => (err ? callback(err) : copyRest()));
+        if (this.stagedBytes === limit) {
+          this.writeStagedBatch().then(copyRest, callback);
           return;
         }
       }
@@ -296,11 +372,12 @@ class AppendStream extends Writable {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    if (this.staged === null || this.stagedBytes === 0) callback();
-    else this.writeOut(this.staged.subarray(0, this.stagedBytes), callback);
+    this.writeStagedBatch()
+      .then(() => this.waitForWrite())
+      .then(() => callback(), callback);
   }
 
-  /** Resolves once no write or writeback request is running on the file descriptor. */
+  /** Resolves once no write or writeback request is running on the file descriptors. */
   async settled(): Promise<void> {
     for (let pending = this.inFlight ?? this.writeback; pending !== null; ) {
       await pending;
@@ -308,50 +385,82 @@ class AppendStream extends Writable {
     }
   }
 
-  /** After the stream was destroyed: writes what was received but still staged (an interrupted chunk). */
+  /** After the stream was destroyed and settled: writes what was received but still staged. */
   async writeStaged(): Promise<void> {
     if (this.staged === null || this.stagedBytes === 0) return;
-    const { bytesWritten } = await this.handle.write(this.staged, 0, this.stagedBytes, null);
-    this.bytesWritten += bytesWritten;
+    await writeAll(this.handle, this.staged.subarray(0, this.stagedBytes), this.startOffset + this.queued);
+    this.bytesWritten += this.stagedBytes;
+    this.queued += this.stagedBytes;
     this.stagedBytes = 0;
   }
 
-  /** Hands the staging buffer back for other uploads; only once nothing is in flight (`settled`). */
+  /** Hands the staging buffers back for other uploads; only once nothing is in flight (`settled`). */
   releaseBuffer(): void {
-    if (this.staged !== null) releaseStagingBuffer(this.staged);
+    for (const buffer of [this.staged, this.spare]) if (buffer !== null) releaseStagingBuffer(buffer);
+    this.staged = null;
+    this.spare = null;
+    this.stagedBytes = 0;
+  }
+
+  /** How many bytes the batch being staged may hold: up to the next block boundary when unaligned. */
+  private batchLimit(): number {
+    if (this.direct === null) return WRITE_BATCH;
+    const misalignment = (this.startOffset + this.queued) % DIRECT_ALIGN;
+    return misalignment === 0 ? DIRECT_WRITE_BATCH : DIRECT_ALIGN - misalignment;
+  }
+
+  /** Waits for the previous batch's write, then starts this one's without waiting for it. */
+  private async writeStagedBatch(): Promise<void> {
+    await this.waitForWrite();
+    // Once destroyed, nothing new starts: what is staged is `writeStaged`'s to keep or drop.
+    if (this.destroyed) throw new Error('the upload stream was closed');
+    const buffer = this.staged;
+    const length = this.stagedBytes;
+    if (buffer === null || length === 0) return;
     this.staged = null;
     this.stagedBytes = 0;
-  }
-
-  private writeOut(data: Buffer, callback: (error?: Error | null) => void): void {
-    const fromStage = this.staged !== null && data.buffer === this.staged.buffer;
-    const observed = this.observe?.(data);
-    const written =
-      observed === undefined
-        ? this.handle.write(data, 0, data.length, null)
-        : observed.then(() => this.handle.write(data, 0, data.length, null));
-    this.inFlight = written.then(
-      ({ bytesWritten }) => {
+    const at = this.startOffset + this.queued;
+    this.queued += length;
+    this.inFlight = this.writeBatch(buffer, length, at).then(
+      () => {
         this.inFlight = null;
-        this.bytesWritten += bytesWritten;
-        if (fromStage) this.stagedBytes = 0;
-        if (bytesWritten !== data.length) {
-          callback(new Error(`short write: ${bytesWritten} of ${data.length} bytes`));
-          return;
-        }
-        this.startWriteback();
-        callback();
       },
       (err: Error) => {
         this.inFlight = null;
-        callback(err);
+        this.failure ??= err;
       },
     );
   }
 
+  private async waitForWrite(): Promise<void> {
+    if (this.inFlight !== null) await this.inFlight;
+    if (this.failure !== null) throw this.failure;
+  }
+
+  /** Hashes and writes one batch at the same time (both only read it), then recycles its buffer. */
+  private async writeBatch(buffer: Buffer, length: number, at: number): Promise<void> {
+    const data = buffer.subarray(0, length);
+    await Promise.all([this.observe?.(data), this.writeAt(data, at)]);
+    this.bytesWritten += length;
+    if (this.spare === null) this.spare = buffer;
+    else releaseStagingBuffer(buffer);
+    this.startWriteback();
+  }
+
+  private async writeAt(data: Buffer, at: number): Promise<void> {
+    const blocks =
+      this.direct !== null && at % DIRECT_ALIGN === 0 ? data.length - (data.length % DIRECT_ALIGN) : 0;
+    if (blocks > 0 && this.direct !== null) {
+      const { bytesWritten } = await this.direct.write(data, 0, blocks, at);
+      if (bytesWritten !== blocks) throw new Error(`short write: ${bytesWritten} of ${blocks} bytes`);
+    }
+    // The rest goes through the page cache.
+    if (blocks < data.length) await writeAll(this.handle, data.subarray(blocks), at + blocks);
+  }
+
   private startWriteback(): void {
     const end = this.startOffset + this.bytesWritten;
-    if (syncFileRangeAsync === undefined || this.writeback !== null) return;
+    if (this.direct !== null || syncFileRangeAsync === undefined || this.writeback !== null) return;
     if (end - this.writebackFrom < WRITEBACK_STEP) return;
     const from = this.writebackFrom;
     this.writebackFrom = end;
@@ -364,19 +473,47 @@ class AppendStream extends Writable {
   }
 }
 
+/** Writes all of `data` at `position` (explicit: the file's other descriptor moves no shared offset). */
+async function writeAll(handle: fsp.FileHandle, data: Buffer, position: number): Promise<void> {
+  for (let offset = 0; offset < data.length; ) {
+    const { bytesWritten } = await handle.write(data, offset, data.length - offset, position + offset);
+    if (bytesWritten === 0) throw new Error('write wrote nothing');
+    offset += bytesWritten;
+  }
+}
+
 /**
- * Staging buffers of finished uploads, reused by the next ones: a fresh 1 MiB buffer per request
- * would be external memory for V8 to account for and collect, on top of the request's own chunks.
+ * Staging buffers of finished uploads, reused by the next ones: a fresh buffer per request would be
+ * external memory for V8 to account for and collect, on top of the request's own chunks. Aligned
+ * for O_DIRECT when the addon can make them so.
  */
 const stagingBuffers: Buffer[] = [];
-const STAGING_BUFFERS_KEPT = 16;
+const STAGING_BUFFERS_KEPT = 32;
 
 function takeStagingBuffer(): Buffer {
-  return stagingBuffers.pop() ?? Buffer.allocUnsafeSlow(WRITE_BATCH);
+  return (
+    stagingBuffers.pop() ?? alignedBuffer?.(DIRECT_WRITE_BATCH) ?? Buffer.allocUnsafeSlow(DIRECT_WRITE_BATCH)
+  );
 }
 
 function releaseStagingBuffer(buffer: Buffer): void {
   if (stagingBuffers.length < STAGING_BUFFERS_KEPT) stagingBuffers.push(buffer);
+}
+
+/** Read buffers of finished blob transfers, reused (and aligned for O_DIRECT) like the staging ones. */
+const readBuffers: Buffer[] = [];
+const READ_BUFFERS_KEPT = 64;
+
+function takeReadBuffer(): Buffer {
+  return readBuffers.pop() ?? alignedBuffer?.(STREAM_BUFFER) ?? Buffer.allocUnsafeSlow(STREAM_BUFFER);
+}
+
+function releaseReadBuffer(buffer: Buffer): void {
+  if (readBuffers.length < READ_BUFFERS_KEPT) readBuffers.push(buffer);
+}
+
+function roundUp(n: number, unit: number): number {
+  return Math.ceil(n / unit) * unit;
 }
 
 function drainedOrClosed(dest: Writable): Promise<void> {
