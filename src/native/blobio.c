@@ -1,15 +1,5 @@
 // Calls the registry's blob transfers need and Node lacks (src/registry/storage/filesystem.ts).
 //
-// Writeback while an upload streams in: the registry fsyncs an upload's data once, just before the
-// rename that makes it a blob. With the default dirty limits (10% of RAM before background writeback)
-// nothing reaches the disk until then, so the client waits for the whole layer's writeback after its
-// last byte. sync_file_range(SYNC_FILE_RANGE_WRITE) starts writeback of what has arrived so far, so
-// the disk works while the network does and the final fsync only has the tail left. It does not
-// make anything durable (that is still the fsync's job); it can block when the device queue is full,
-// hence a libuv pool thread.
-//
-//   syncFileRangeAsync(fd, offset, nbytes)     → Promise<void>; rejects like fs (code, errno)
-//
 // Heap trimming: every chunk of an HTTP request body is copied by Node's parser into a fresh
 // malloc'd buffer. glibc gives memory back to the kernel as soon as more than 128 KiB is free at the
 // top of the heap, so under an upload the same pages are unmapped and faulted in again, page fault
@@ -25,11 +15,27 @@
 //   digestUpdateAsync(handle, buffer)          → Promise<void>; rejects if an update is running
 //   digestFinal(handle)                        → lowercase hex; the handle is spent
 //
-// Direct I/O buffers: blob data is written and read with O_DIRECT, which needs the memory, the file
+// Direct I/O buffers: with the registry's `storage.directIo`, blob data goes through O_DIRECT, which needs the memory, the file
 // offset and the length aligned to the logical block size. Node's buffers carry a malloc header, so
 // these come from posix_memalign (freed when the Buffer is collected).
 //
 //   alignedBuffer(size)                        → Buffer of `size` bytes at a 4096-aligned address
+//
+// Upload bodies straight from the socket: Node's HTTP parser copies every piece of a request body into
+// a fresh buffer, and collecting those (V8 counts them as external memory and runs a full collection
+// each 64 MiB) plus the stream machinery around them was half of the registry's CPU under concurrent
+// pushes. Once the registry has stopped Node reading a connection (src/registry/http/socket-body.ts),
+// this reads the rest of the body from a dup of its descriptor on a thread of its own, while a second
+// thread hashes it into a digest handle and writes it at `offset` (whole aligned blocks through
+// `directFd` when that is O_DIRECT, else -1; the rest through `fileFd`) and a third fdatasyncs each
+// 8 MiB, so the fsync that publishes the blob has only the tail left. `prefix` is the part of the body
+// Node had already read.
+//
+//   receiveToFile(socketFd, fileFd, directFd, offset, prefix, length, digest|null, idleMs, cancel)
+//       → Promise<number>: bytes written (prefix + length). `cancel` is an Int32Array; a non-zero
+//         cancel[0] stops the transfer. On failure the error (code ECONNRESET for a body cut short,
+//         ETIMEDOUT after idleMs without data, ECANCELED) carries `received`: the bytes written, which
+//         stay in the file (the digest no longer matches them and must be dropped).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +52,9 @@
 #include <node_api.h>
 
 #include <openssl/evp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <unistd.h>
 
 #include "errors.h"
 
@@ -66,60 +75,6 @@ static int get_int64_arg(napi_env env, napi_value value, const char *what, int64
     return 0;
   }
   return 1;
-}
-
-typedef struct {
-  napi_async_work work;
-  napi_deferred deferred;
-  int fd;
-  int64_t offset;
-  int64_t nbytes;
-  int err;
-} SyncRangeJob;
-
-static void sync_range_execute(napi_env env, void *data) {
-  SyncRangeJob *job = data;
-  if (sync_file_range(job->fd, job->offset, job->nbytes, SYNC_FILE_RANGE_WRITE) != 0) job->err = errno;
-}
-
-static void sync_range_complete(napi_env env, napi_status status, void *data) {
-  SyncRangeJob *job = data;
-  if (job->err == 0 && status == napi_ok) {
-    napi_value undefined;
-    napi_get_undefined(env, &undefined);
-    napi_resolve_deferred(env, job->deferred, undefined);
-  } else {
-    throw_errno(env, job->err != 0 ? job->err : EINTR, "sync_file_range", NULL, NULL);
-    napi_value error;
-    napi_get_and_clear_last_exception(env, &error);
-    napi_reject_deferred(env, job->deferred, error);
-  }
-  napi_delete_async_work(env, job->work);
-  free(job);
-}
-
-static napi_value js_sync_file_range_async(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 3) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS", "syncFileRangeAsync(fd, offset, nbytes)");
-    return NULL;
-  }
-  int64_t fd, offset, nbytes;
-  if (!get_int64_arg(env, argv[0], "fd", &fd) || !get_int64_arg(env, argv[1], "offset", &offset) ||
-      !get_int64_arg(env, argv[2], "nbytes", &nbytes))
-    return NULL;
-  SyncRangeJob *job = calloc(1, sizeof *job);
-  if (job == NULL) {
-    napi_throw_error(env, "ENOMEM", "out of memory");
-    return NULL;
-  }
-  job->fd = (int)fd;
-  job->offset = offset;
-  job->nbytes = nbytes;
-  return queue_promise_work(env, "strata.syncFileRange", sync_range_execute, sync_range_complete, job, &job->deferred,
-                            &job->work);
 }
 
 static napi_value js_tune_malloc(napi_env env, napi_callback_info info) {
@@ -330,14 +285,423 @@ static napi_value js_aligned_buffer(napi_env env, napi_callback_info info) {
   return result;
 }
 
+#define PUMP_BUFFER (1 << 20)
+#define PUMP_BUFFERS 3
+#define PUMP_ALIGN 4096
+#define PUMP_POLL_MS 250
+// Data is synced to the disk each time this much more has been written, on a third thread, so that
+// the fsync before the blob appears (the caller's) has only the tail left to wait for.
+#define PUMP_SYNC_STEP ((int64_t)8 << 20)
+
+// A transfer runs on two threads: the reader fills buffers from the socket, the writer hashes and
+// writes them, so the socket keeps draining while a direct write waits for the device.
+typedef struct {
+  napi_deferred deferred;
+  napi_threadsafe_function tsfn;
+  napi_ref digest_ref;
+  napi_ref cancel_ref;
+  Digest *digest;
+  volatile int32_t *cancel;
+  int sock;
+  int file_fd;
+  int direct_fd;
+  int64_t offset;
+  int64_t length;
+  int64_t idle_ms;
+  unsigned char *prefix;
+  size_t prefix_length;
+  unsigned char *buffers[PUMP_BUFFERS];
+  pthread_mutex_t lock;
+  pthread_cond_t changed;
+  // Filled buffers waiting for the writer (a ring), and the free ones.
+  int queue[PUMP_BUFFERS];
+  size_t queue_length[PUMP_BUFFERS];
+  int queue_hash[PUMP_BUFFERS];
+  int queue_head;
+  int queue_count;
+  int free_list[PUMP_BUFFERS];
+  int free_count;
+  int reader_done;
+  int write_err;
+  const char *write_syscall;
+  // Bytes written, from `offset`; only the writer changes it until both threads are done.
+  int64_t written;
+  // Writer → syncer: sync everything up to sync_target; sync_quit ends the syncer.
+  int64_t sync_target;
+  int64_t synced;
+  int64_t sync_mark;
+  int sync_quit;
+  int err;
+  const char *syscall_name;
+} PumpJob;
+
+// Frees a job and what it owns (its buffers are freed here, not by the threads, which may be gone).
+static void pump_free(PumpJob *job) {
+  for (int i = 0; i < PUMP_BUFFERS; i++) free(job->buffers[i]);
+  free(job->prefix);
+  pthread_mutex_destroy(&job->lock);
+  pthread_cond_destroy(&job->changed);
+  free(job);
+}
+
+static int pwrite_all(int fd, const unsigned char *data, size_t length, int64_t position) {
+  while (length > 0) {
+    ssize_t n = pwrite(fd, data, length, position);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if (n == 0) return EIO;
+    data += n;
+    length -= (size_t)n;
+    position += n;
+  }
+  return 0;
+}
+
+// Writer side: hashes (unless the batch is the kept part of an interrupted body) and writes one batch
+// at offset + written, whole blocks directly when that is aligned.
+static int pump_write(PumpJob *job, const unsigned char *data, size_t length, int hash) {
+  if (hash && job->digest != NULL && EVP_DigestUpdate(job->digest->ctx, data, length) != 1) {
+    job->write_syscall = "digest";
+    return EIO;
+  }
+  int64_t position = job->offset + job->written;
+  size_t blocks = 0;
+  if (job->direct_fd >= 0 && position % PUMP_ALIGN == 0) blocks = length - length % PUMP_ALIGN;
+  int err = 0;
+  if (blocks > 0) {
+    ssize_t n = pwrite(job->direct_fd, data, blocks, position);
+    if (n < 0) err = errno;
+    else if ((size_t)n != blocks) err = EIO;
+  }
+  if (err == 0 && blocks < length) err = pwrite_all(job->file_fd, data + blocks, length - blocks, position + (int64_t)blocks);
+  if (err != 0) {
+    job->write_syscall = "write";
+    return err;
+  }
+  job->written += (int64_t)length;
+  return 0;
+}
+
+static void *pump_writer(void *arg) {
+  PumpJob *job = arg;
+  pthread_mutex_lock(&job->lock);
+  for (;;) {
+    while (job->queue_count == 0 && !job->reader_done) pthread_cond_wait(&job->changed, &job->lock);
+    if (job->queue_count == 0) break;
+    int index = job->queue[job->queue_head];
+    size_t length = job->queue_length[job->queue_head];
+    int hash = job->queue_hash[job->queue_head];
+    job->queue_head = (job->queue_head + 1) % PUMP_BUFFERS;
+    job->queue_count--;
+    int failed = job->write_err != 0;
+    pthread_mutex_unlock(&job->lock);
+    // After a failed write nothing more is written: the file holds a prefix of the body.
+    int err = failed ? 0 : pump_write(job, job->buffers[index], length, hash);
+    pthread_mutex_lock(&job->lock);
+    if (err != 0) job->write_err = err;
+    job->free_list[job->free_count++] = index;
+    if (err == 0 && job->written - job->sync_mark >= PUMP_SYNC_STEP) {
+      job->sync_target = job->written;
+      job->sync_mark = job->written;
+    }
+    pthread_cond_broadcast(&job->changed);
+  }
+  pthread_mutex_unlock(&job->lock);
+  return NULL;
+}
+
+static void *pump_syncer(void *arg) {
+  PumpJob *job = arg;
+  pthread_mutex_lock(&job->lock);
+  for (;;) {
+    while (job->sync_target <= job->synced && !job->sync_quit) pthread_cond_wait(&job->changed, &job->lock);
+    if (job->sync_quit) break;
+    int64_t target = job->sync_target;
+    pthread_mutex_unlock(&job->lock);
+    // Only a head start: a failure here is the final fsync's to report.
+    fdatasync(job->file_fd);
+    pthread_mutex_lock(&job->lock);
+    job->synced = target;
+  }
+  pthread_mutex_unlock(&job->lock);
+  return NULL;
+}
+
+// Reader side: a free buffer, or -1 once the writer has failed.
+static int pump_take(PumpJob *job) {
+  pthread_mutex_lock(&job->lock);
+  while (job->free_count == 0 && job->write_err == 0) pthread_cond_wait(&job->changed, &job->lock);
+  int index = job->write_err == 0 ? job->free_list[--job->free_count] : -1;
+  pthread_mutex_unlock(&job->lock);
+  return index;
+}
+
+static void pump_submit(PumpJob *job, int index, size_t length, int hash) {
+  pthread_mutex_lock(&job->lock);
+  int slot = (job->queue_head + job->queue_count) % PUMP_BUFFERS;
+  job->queue[slot] = index;
+  job->queue_length[slot] = length;
+  job->queue_hash[slot] = hash;
+  job->queue_count++;
+  pthread_cond_broadcast(&job->changed);
+  pthread_mutex_unlock(&job->lock);
+}
+
+// How many bytes the batch being filled may hold: up to the next block boundary when unaligned.
+static size_t pump_batch(const PumpJob *job, int64_t queued) {
+  if (job->direct_fd < 0) return PUMP_BUFFER;
+  int64_t misalignment = (job->offset + queued) % PUMP_ALIGN;
+  return misalignment == 0 ? PUMP_BUFFER : (size_t)(PUMP_ALIGN - misalignment);
+}
+
+static void *pump_main(void *arg) {
+  PumpJob *job = arg;
+  int err = 0;
+  const char *syscall_name = "read";
+  pthread_t writer, syncer;
+  int syncer_started = pthread_create(&syncer, NULL, pump_syncer, job) == 0;
+  int writer_started = pthread_create(&writer, NULL, pump_writer, job) == 0;
+  if (!writer_started) {
+    err = EAGAIN;
+    syscall_name = "pthread_create";
+  }
+  int index = err == 0 ? pump_take(job) : -1;
+  size_t staged = 0;
+  int64_t queued = 0;
+  size_t prefix_at = 0;
+  int64_t remaining = job->length;
+  int64_t idle = 0;
+  while (err == 0 && index >= 0 && (prefix_at < job->prefix_length || remaining > 0)) {
+    size_t limit = pump_batch(job, queued);
+    if (prefix_at < job->prefix_length) {
+      size_t n = limit - staged;
+      if (n > job->prefix_length - prefix_at) n = job->prefix_length - prefix_at;
+      memcpy(job->buffers[index] + staged, job->prefix + prefix_at, n);
+      staged += n;
+      prefix_at += n;
+    } else {
+      if (job->cancel[0] != 0) {
+        err = ECANCELED;
+        break;
+      }
+      size_t want = limit - staged;
+      if ((int64_t)want > remaining) want = (size_t)remaining;
+      ssize_t n = read(job->sock, job->buffers[index] + staged, want);
+      if (n > 0) {
+        staged += (size_t)n;
+        remaining -= n;
+        idle = 0;
+      } else if (n == 0) {
+        err = ECONNRESET;
+        break;
+      } else if (errno == EINTR) {
+        continue;
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        err = errno;
+        break;
+      } else {
+        struct pollfd waiting = {.fd = job->sock, .events = POLLIN};
+        int ready = poll(&waiting, 1, PUMP_POLL_MS);
+        if (ready == 0) {
+          idle += PUMP_POLL_MS;
+          if (idle >= job->idle_ms) err = ETIMEDOUT;
+        } else if (ready < 0 && errno != EINTR) {
+          err = errno;
+          syscall_name = "poll";
+        }
+        continue;
+      }
+    }
+    if (staged == limit) {
+      pump_submit(job, index, staged, 1);
+      queued += (int64_t)staged;
+      staged = 0;
+      index = pump_take(job);
+    }
+  }
+  // What arrived is kept either way: hashed when complete, as the kept part of an interrupted body if not.
+  if (index >= 0 && staged > 0) pump_submit(job, index, staged, err == 0);
+  if (writer_started) {
+    pthread_mutex_lock(&job->lock);
+    job->reader_done = 1;
+    pthread_cond_broadcast(&job->changed);
+    pthread_mutex_unlock(&job->lock);
+    pthread_join(writer, NULL);
+  }
+  if (syncer_started) {
+    pthread_mutex_lock(&job->lock);
+    job->sync_quit = 1;
+    pthread_cond_broadcast(&job->changed);
+    pthread_mutex_unlock(&job->lock);
+    pthread_join(syncer, NULL);
+  }
+  if (err == 0 && job->write_err != 0) {
+    err = job->write_err;
+    syscall_name = job->write_syscall;
+  }
+  job->err = err;
+  job->syscall_name = syscall_name;
+  close(job->sock);
+  // pump_done frees the job, possibly before the call below returns: nothing of it is read after.
+  napi_threadsafe_function tsfn = job->tsfn;
+  napi_call_threadsafe_function(tsfn, job, napi_tsfn_blocking);
+  napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+  return NULL;
+}
+
+static void pump_done(napi_env env, napi_value js_callback, void *context, void *data) {
+  PumpJob *job = data;
+  if (env != NULL) {
+    if (job->digest != NULL) job->digest->busy = 0;
+    if (job->err == 0) {
+      napi_value written;
+      napi_create_int64(env, job->written, &written);
+      napi_resolve_deferred(env, job->deferred, written);
+    } else {
+      throw_errno(env, job->err, job->syscall_name != NULL ? job->syscall_name : "read", NULL,
+                  job->err == ECONNRESET ? "the request body ended early" : NULL);
+      napi_value error, received;
+      napi_get_and_clear_last_exception(env, &error);
+      napi_create_int64(env, job->written, &received);
+      napi_set_named_property(env, error, "received", received);
+      napi_reject_deferred(env, job->deferred, error);
+    }
+    if (job->digest_ref != NULL) napi_delete_reference(env, job->digest_ref);
+    napi_delete_reference(env, job->cancel_ref);
+  }
+  pump_free(job);
+}
+
+static napi_value js_receive_to_file(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 9) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS",
+                          "receiveToFile(socketFd, fileFd, directFd, offset, prefix, length, digest, idleMs, cancel)");
+    return NULL;
+  }
+  int64_t sock, file_fd, offset, length, idle_ms;
+  int64_t direct_fd = -1;
+  napi_valuetype direct_type;
+  napi_typeof(env, argv[2], &direct_type);
+  if (direct_type == napi_number) napi_get_value_int64(env, argv[2], &direct_fd);
+  if (!get_int64_arg(env, argv[0], "socketFd", &sock) || !get_int64_arg(env, argv[1], "fileFd", &file_fd) ||
+      !get_int64_arg(env, argv[3], "offset", &offset) || !get_int64_arg(env, argv[5], "length", &length) ||
+      !get_int64_arg(env, argv[7], "idleMs", &idle_ms))
+    return NULL;
+  bool is_buffer = false;
+  napi_is_buffer(env, argv[4], &is_buffer);
+  if (!is_buffer) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "receiveToFile: prefix must be a Buffer");
+    return NULL;
+  }
+  void *prefix = NULL;
+  size_t prefix_length = 0;
+  napi_get_buffer_info(env, argv[4], &prefix, &prefix_length);
+  if (prefix_length > PUMP_BUFFER) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "receiveToFile: prefix larger than 1 MiB");
+    return NULL;
+  }
+  Digest *digest = NULL;
+  napi_valuetype digest_type;
+  napi_typeof(env, argv[6], &digest_type);
+  if (digest_type != napi_null && digest_type != napi_undefined) {
+    digest = get_digest(env, argv[6]);
+    if (digest == NULL) return NULL;
+    if (digest->busy || digest->finished) {
+      napi_throw_error(env, "ERR_INVALID_STATE", digest->busy ? "digest update already running" : "digest finished");
+      return NULL;
+    }
+  }
+  bool is_typedarray = false;
+  napi_is_typedarray(env, argv[8], &is_typedarray);
+  napi_typedarray_type array_type;
+  size_t array_length = 0;
+  void *cancel = NULL;
+  if (is_typedarray) napi_get_typedarray_info(env, argv[8], &array_type, &array_length, &cancel, NULL, NULL);
+  if (!is_typedarray || array_type != napi_int32_array || array_length < 1) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "receiveToFile: cancel must be an Int32Array");
+    return NULL;
+  }
+  int dup_fd = fcntl((int)sock, F_DUPFD_CLOEXEC, 0);
+  if (dup_fd < 0) return throw_errno(env, errno, "dup", NULL, NULL);
+  PumpJob *job = calloc(1, sizeof *job);
+  int allocated = job != NULL;
+  for (int i = 0; allocated && i < PUMP_BUFFERS; i++) {
+    void *buffer = NULL;
+    allocated = posix_memalign(&buffer, PUMP_ALIGN, PUMP_BUFFER) == 0;
+    if (allocated) {
+      job->buffers[i] = buffer;
+      job->free_list[job->free_count++] = i;
+    }
+  }
+  if (allocated && prefix_length > 0) {
+    job->prefix = malloc(prefix_length);
+    allocated = job->prefix != NULL;
+  }
+  if (!allocated) {
+    if (job != NULL) {
+      for (int i = 0; i < PUMP_BUFFERS; i++) free(job->buffers[i]);
+      free(job->prefix);
+    }
+    free(job);
+    close(dup_fd);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  if (prefix_length > 0) memcpy(job->prefix, prefix, prefix_length);
+  job->prefix_length = prefix_length;
+  pthread_mutex_init(&job->lock, NULL);
+  pthread_cond_init(&job->changed, NULL);
+  job->sock = dup_fd;
+  job->file_fd = (int)file_fd;
+  job->direct_fd = direct_fd >= 0 ? (int)direct_fd : -1;
+  job->offset = offset;
+  job->length = length;
+  job->idle_ms = idle_ms > 0 ? idle_ms : 1;
+  job->digest = digest;
+  job->cancel = cancel;
+  napi_value promise, name;
+  napi_create_promise(env, &job->deferred, &promise);
+  napi_create_string_utf8(env, "strata.receiveToFile", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, NULL, pump_done, &job->tsfn) != napi_ok) {
+    close(dup_fd);
+    pump_free(job);
+    napi_throw_error(env, NULL, "could not create a threadsafe function");
+    return NULL;
+  }
+  if (digest != NULL) napi_create_reference(env, argv[6], 1, &job->digest_ref);
+  napi_create_reference(env, argv[8], 1, &job->cancel_ref);
+  if (digest != NULL) digest->busy = 1;
+  pthread_t thread;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  int err = pthread_create(&thread, &attr, pump_main, job);
+  pthread_attr_destroy(&attr);
+  if (err != 0) {
+    if (digest != NULL) digest->busy = 0;
+    close(dup_fd);
+    napi_release_threadsafe_function(job->tsfn, napi_tsfn_abort);
+    if (job->digest_ref != NULL) napi_delete_reference(env, job->digest_ref);
+    napi_delete_reference(env, job->cancel_ref);
+    pump_free(job);
+    return throw_errno(env, err, "pthread_create", NULL, NULL);
+  }
+  return promise;
+}
+
 void strata_register_blobio(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
-      {"syncFileRangeAsync", NULL, js_sync_file_range_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"tuneMalloc", NULL, js_tune_malloc, NULL, NULL, NULL, napi_enumerable, NULL},
       {"digestCreate", NULL, js_digest_create, NULL, NULL, NULL, napi_enumerable, NULL},
       {"digestUpdateAsync", NULL, js_digest_update_async, NULL, NULL, NULL, napi_enumerable, NULL},
       {"digestFinal", NULL, js_digest_final, NULL, NULL, NULL, napi_enumerable, NULL},
       {"alignedBuffer", NULL, js_aligned_buffer, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"receiveToFile", NULL, js_receive_to_file, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
 }

@@ -165,11 +165,6 @@ export interface StrataNative {
   /** umount2 on libuv's thread pool (an overlay's last unmount syncs its upper file system). */
   umount2Async(target: string, flags?: number): Promise<void>;
   /**
-   * sync_file_range(SYNC_FILE_RANGE_WRITE) on a libuv pool thread: starts writeback of a file's
-   * range without waiting for it (nothing becomes durable; fsync still does that).
-   */
-  syncFileRangeAsync(fd: number, offset: number, nbytes: number): Promise<void>;
-  /**
    * mallopt(M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD), in bytes; 0 leaves a setting alone.
    * Keeps freed heap memory for reuse instead of returning it to the kernel and faulting it back.
    */
@@ -182,6 +177,25 @@ export interface StrataNative {
   digestFinal(handle: DigestHandle): string;
   /** A Buffer of `size` bytes at a 4096-aligned address, as O_DIRECT reads and writes need. */
   alignedBuffer(size: number): Buffer;
+  /**
+   * Reads `length` bytes of a request body from (a dup of) `socketFd` on a thread of its own, after
+   * `prefix` (the bytes Node already read), hashing them into `digest` and writing them at `offset`:
+   * aligned whole blocks through `directFd` (O_DIRECT; -1 for none), the rest through `fileFd`.
+   * Resolves to the bytes written; a non-zero `cancel[0]` stops it. The error of a failure carries
+   * `received`, the bytes that were written anyway (ECONNRESET: the body ended early; ETIMEDOUT:
+   * nothing arrived for `idleMs`; ECANCELED).
+   */
+  receiveToFile(
+    socketFd: number,
+    fileFd: number,
+    directFd: number,
+    offset: number,
+    prefix: Buffer,
+    length: number,
+    digest: DigestHandle | null,
+    idleMs: number,
+    cancel: Int32Array,
+  ): Promise<number>;
   readonly constants: Readonly<Record<NativeConstantName, number>>;
 }
 
@@ -228,13 +242,13 @@ export const pipeCloexec = native.pipeCloexec;
 export const spawnDetachedProcess = native.spawnDetached;
 export const reapChild = native.reapChild;
 export const umount2Async = native.umount2Async;
-/** Undefined on an addon built before blobio.c existed; callers treat it as an optimisation. */
-export const syncFileRangeAsync: StrataNative['syncFileRangeAsync'] | undefined = native.syncFileRangeAsync;
+/** Undefined on an addon built before blobio.c existed; callers treat them as optimisations. */
 export const tuneMalloc: StrataNative['tuneMalloc'] | undefined = native.tuneMalloc;
 export const digestCreate: StrataNative['digestCreate'] | undefined = native.digestCreate;
 export const digestUpdateAsync: StrataNative['digestUpdateAsync'] | undefined = native.digestUpdateAsync;
 export const digestFinal: StrataNative['digestFinal'] | undefined = native.digestFinal;
 export const alignedBuffer: StrataNative['alignedBuffer'] | undefined = native.alignedBuffer;
+export const receiveToFile: StrataNative['receiveToFile'] | undefined = native.receiveToFile;
 export const constants = native.constants;
 
 /** One directory entry as `scanDirectory` gives it: the lstat figures, as in Node's fs.Stats. */

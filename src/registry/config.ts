@@ -14,7 +14,7 @@ import { DEFAULT_MANIFEST_MAX_BYTES } from './manifests.js';
  *   "root": "/var/lib/strata-registry",       storage root; --root wins
  *   "tls": { "cert": "cert.pem", "key": "key.pem" },            serve HTTPS with this PEM pair
  *   "storage": { "driver": "filesystem",
- *                "directIo": true },           blob data written and read around the page cache (O_DIRECT)
+ *                "directIo": false },          true: upload data written around the page cache (O_DIRECT)
  *   "delete": { "enabled": true },            false: DELETE answers 405 UNSUPPORTED
  *   "manifests": { "maxBytes": 4194304 },     larger manifests are refused with 413
  *   "gc": { "gracePeriodSeconds": 3600,       gc never removes content linked or written this recently
@@ -158,7 +158,7 @@ export function resolveConfig(
     uploadMaxAgeSeconds: file.gc?.uploadMaxAgeSeconds ?? 7 * 24 * 3600,
     auth: file.auth,
     workers: flags.workers ?? file.workers ?? DEFAULT_WORKERS,
-    directIo: file.storage?.directIo ?? true,
+    directIo: file.storage?.directIo ?? false,
     baseDir,
   };
 }

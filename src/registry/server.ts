@@ -12,12 +12,16 @@ import type { RequestContext, Route } from './http/context.js';
 import { hasBody, sendJson } from './http/context.js';
 import { base, listCatalog, listReferrers, listTags } from './http/discovery.js';
 import { deleteManifest, getManifest, putManifest } from './http/manifests.js';
+import { claimSocketBody } from './http/socket-body.js';
 import { serveToken } from './http/token.js';
 import { cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus } from './http/uploads.js';
 import { parseRepositoryName, type RepositoryName } from './names.js';
 import type { Registry } from './registry.js';
 
 const log = logger('registry');
+
+/** An idle connection (or an upload body with nothing arriving) is closed after this long. */
+const SOCKET_IDLE_MS = 10 * 60_000;
 
 /** Path of the token endpoint a challenge's realm points at. */
 export const TOKEN_PATH = '/token';
@@ -168,6 +172,7 @@ export interface RunningServer {
 export async function startServer(registry: Registry): Promise<RunningServer> {
   const { config } = registry;
   const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    if (registry.driver.receive !== undefined) claimSocketBody(req, res, SOCKET_IDLE_MS);
     void handleRequest(registry, req, res);
   };
   const server = config.tls
@@ -180,7 +185,7 @@ export async function startServer(registry: Registry): Promise<RunningServer> {
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
   server.keepAliveTimeout = 30_000;
-  server.setTimeout(10 * 60_000);
+  server.setTimeout(SOCKET_IDLE_MS);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => {

@@ -2,13 +2,26 @@ import { createHash, type Hash, randomUUID } from 'node:crypto';
 import { type Readable, Transform, type TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Digest, digestAlgorithm, digestHex } from '../common/digest.js';
-import { digestCreate, digestFinal, digestUpdateAsync } from '../native/index.js';
+import { type DigestHandle, digestCreate, digestFinal, digestUpdateAsync } from '../native/index.js';
 import type { BlobStore } from './blobs.js';
 import { RegistryError } from './errors.js';
 import { KeyedLock } from './locks.js';
 import type { RepositoryName } from './names.js';
 import { paths } from './paths.js';
-import { deleteIfExists, getContentOrNull, type StorageDriver, statOrNull } from './storage/driver.js';
+import {
+  deleteIfExists,
+  getContentOrNull,
+  type SocketBody,
+  type StorageDriver,
+  statOrNull,
+} from './storage/driver.js';
+
+/** An upload request's body: Node's request stream, or its connection (see http/socket-body.ts). */
+export type UploadBody = Readable | SocketBody;
+
+function isSocketBody(body: UploadBody): body is SocketBody {
+  return (body as Partial<SocketBody>).kind === 'socket';
+}
 
 export type DigestAlgorithm = 'sha256' | 'sha512';
 
@@ -93,7 +106,7 @@ export class UploadStore {
   async append(
     name: RepositoryName,
     id: string,
-    body: Readable,
+    body: UploadBody,
     chunk: ChunkDeclaration,
   ): Promise<UploadStatus> {
     return this.locks.run(id, async () => {
@@ -112,7 +125,7 @@ export class UploadStore {
     name: RepositoryName,
     id: string,
     digest: Digest,
-    body: Readable | null,
+    body: UploadBody | null,
     chunk: ChunkDeclaration,
   ): Promise<{ digest: Digest; size: number }> {
     return this.locks.run(id, async () => {
@@ -157,7 +170,7 @@ export class UploadStore {
   async uploadWhole(
     name: RepositoryName,
     digest: Digest,
-    body: Readable,
+    body: UploadBody,
     chunk: ChunkDeclaration,
   ): Promise<{ digest: Digest; size: number }> {
     const session = await this.create(name, digestAlgorithm(digest));
@@ -182,7 +195,11 @@ export class UploadStore {
   }
 
   /** Appends under the session's lock; returns the new size. */
-  private async appendLocked(status: UploadStatus, body: Readable, chunk: ChunkDeclaration): Promise<number> {
+  private async appendLocked(
+    status: UploadStatus,
+    body: UploadBody,
+    chunk: ChunkDeclaration,
+  ): Promise<number> {
     const { name, id } = status;
     let expected: number | undefined;
     if (chunk.range !== undefined) {
@@ -216,6 +233,7 @@ export class UploadStore {
       state = { hash: startDigest('sha256'), algorithm: 'sha256', offset: 0, lastUsed: Date.now() };
       this.hashes.set(id, state);
     }
+    if (isSocketBody(body)) return this.receiveLocked(status, body, state);
     const hash = state?.hash;
     const writer = await this.driver.writer(
       paths.uploadData(name, id),
@@ -258,6 +276,41 @@ export class UploadStore {
     return size;
   }
 
+  /**
+   * Appends a body the driver reads from the connection itself, hashed on the way by the native digest.
+   * Its length is the request's Content-Length, already checked against any Content-Range; the driver
+   * reads exactly that many bytes, so a body cannot run past what it declared.
+   */
+  private async receiveLocked(
+    status: UploadStatus,
+    body: SocketBody,
+    hashState: HashState | undefined,
+  ): Promise<number> {
+    const { name, id } = status;
+    if (this.driver.receive === undefined)
+      throw new Error('the storage driver cannot read from a connection');
+    let state = hashState;
+    const handle = state?.hash.handle ?? null;
+    if (handle === null) {
+      // A digest without a native handle cannot be fed by the driver: complete re-reads the data.
+      this.hashes.delete(id);
+      state = undefined;
+    }
+    let size: number;
+    try {
+      size = await this.driver.receive(paths.uploadData(name, id), true, body, handle);
+    } catch (err) {
+      // What arrived stays for a resume; the digest saw bytes that may not all be in the file.
+      this.hashes.delete(id);
+      throw err;
+    }
+    if (state !== undefined) {
+      state.offset = size;
+      state.lastUsed = Date.now();
+    }
+    return size;
+  }
+
   private pruneHashStates(): void {
     const cutoff = Date.now() - HASH_STATE_IDLE_MS;
     for (const [id, state] of this.hashes) {
@@ -278,6 +331,8 @@ function unknownUpload(id: string): RegistryError {
 interface RunningDigest {
   update(data: Buffer): Promise<void>;
   hex(): string;
+  /** The addon's handle, which a driver reading from a connection feeds directly. */
+  handle?: DigestHandle;
 }
 
 function startDigest(algorithm: DigestAlgorithm): RunningDigest {
@@ -285,7 +340,7 @@ function startDigest(algorithm: DigestAlgorithm): RunningDigest {
     const handle = digestCreate(algorithm);
     const update = digestUpdateAsync;
     const final = digestFinal;
-    return { update: (data) => update(handle, data), hex: () => final(handle) };
+    return { update: (data) => update(handle, data), hex: () => final(handle), handle };
   }
   const hash = createHash(algorithm);
   return {

@@ -191,6 +191,115 @@ describe('resumable uploads', () => {
   });
 });
 
+describe('upload bodies read from the socket', () => {
+  // Bodies of a MiB and more with a Content-Length are read by the addon straight from the
+  // connection (src/registry/http/socket-body.ts); the response then closes the connection.
+  let reg: TestRegistry;
+  let client: Client;
+  before(async () => {
+    reg = await startRegistry();
+    client = new Client(reg.url);
+  });
+  after(async () => {
+    await reg.close();
+  });
+
+  test('large PATCH, PUT and monolithic POST bodies arrive whole, hashed, and close their connection', async () => {
+    const blob = pattern(21, 3 * 1024 * 1024 + 123);
+    const half = 1536 * 1024;
+    const post = await client.req('POST', `/v2/${REPO}/blobs/uploads/`);
+    const location = String(post.headers.location);
+    const patch = await client.req('PATCH', location, {
+      body: blob.subarray(0, half),
+      headers: { 'Content-Range': `0-${half - 1}` },
+    });
+    assert.equal(patch.status, 202, patch.text);
+    assert.equal(patch.headers.connection, 'close', 'read from the socket');
+    assert.equal(patch.headers.range, `0-${half - 1}`);
+    const put = await client.req('PUT', `${location}?digest=${sha256(blob)}`, {
+      body: blob.subarray(half),
+      headers: { Connection: 'keep-alive' },
+    });
+    assert.equal(put.status, 201, put.text);
+    assert.equal(put.headers.connection, 'close', 'asked to keep it, but the parser was left mid-body');
+    assert.deepEqual((await client.req('GET', `/v2/${REPO}/blobs/${sha256(blob)}`)).body, blob);
+
+    const whole = pattern(22, 2 * 1024 * 1024 + 5);
+    const mono = await client.req('POST', `/v2/${REPO}/blobs/uploads/?digest=${sha256(whole)}`, {
+      body: whole,
+    });
+    assert.equal(mono.status, 201, mono.text);
+    assert.equal(mono.headers.connection, 'close');
+    assert.deepEqual((await client.req('GET', `/v2/${REPO}/blobs/${sha256(whole)}`)).body, whole);
+
+    // A small body still goes through Node's stream and keeps the connection.
+    const small = await client.req('POST', `/v2/${REPO}/blobs/uploads/`);
+    const smallPut = await client.req('PUT', `${small.headers.location}?digest=${sha256('tiny')}`, {
+      body: 'tiny',
+      headers: { Connection: 'keep-alive' },
+    });
+    assert.equal(smallPut.status, 201);
+    assert.equal(smallPut.headers.connection, 'keep-alive');
+  });
+
+  test('a large body cut off mid-way keeps what arrived, and the upload resumes from there', async () => {
+    const blob = pattern(23, 4 * 1024 * 1024);
+    const post = await client.req('POST', `/v2/${REPO}/blobs/uploads/`);
+    const location = String(post.headers.location);
+    const sent = 2 * 1024 * 1024 + 777;
+    await interruptedPatch(reg.url, location, blob.subarray(0, sent), blob.length);
+    const offset = await uploadedSize(client, location);
+    assert.equal(offset, sent, 'every byte that arrived is kept');
+    assert.equal((await client.req('HEAD', `/v2/${REPO}/blobs/${sha256(blob)}`)).status, 404);
+    const rest = await client.req('PATCH', location, {
+      body: blob.subarray(offset),
+      headers: { 'Content-Range': `${offset}-${blob.length - 1}` },
+    });
+    assert.equal(rest.status, 202, rest.text);
+    const put = await client.req('PUT', `${location}?digest=${sha256(blob)}`);
+    assert.equal(put.status, 201, put.text);
+    assert.deepEqual((await client.req('GET', `/v2/${REPO}/blobs/${sha256(blob)}`)).body, blob);
+  });
+
+  test('a large body whose digest does not match is refused and leaves nothing', async () => {
+    const blob = pattern(24, 2 * 1024 * 1024);
+    const repo = `${REPO}-mismatch`;
+    const post = await client.req('POST', `/v2/${repo}/blobs/uploads/`);
+    const put = await client.req('PUT', `${post.headers.location}?digest=${sha256('something else')}`, {
+      body: blob,
+    });
+    assert.equal(errorCode(put), 'DIGEST_INVALID');
+    assert.equal((await client.req('HEAD', `/v2/${repo}/blobs/${sha256(blob)}`)).status, 404);
+    const uploads = `${reg.root}/docker/registry/v2/repositories/${repo}/_uploads`;
+    assert.deepEqual(fs.existsSync(uploads) ? fs.readdirSync(uploads) : [], []);
+    const out = await client.req('PATCH', String(post.headers.location), {
+      body: blob,
+      headers: { 'Content-Range': `0-${blob.length - 1}` },
+    });
+    assert.equal(out.status, 404, 'the session ended with the failed verification');
+  });
+
+  test('closing the registry stops a body transfer that is still waiting for bytes', async () => {
+    const own = await startRegistry();
+    const c = new Client(own.url);
+    const post = await c.req('POST', `/v2/${REPO}/blobs/uploads/`);
+    const { hostname, port } = new URL(own.url);
+    const socket = net.connect(Number(port), hostname);
+    socket.on('error', () => undefined);
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    socket.write(
+      `PATCH ${post.headers.location} HTTP/1.1\r\nHost: ${hostname}:${port}\r\n` +
+        `Content-Length: ${4 * 1024 * 1024}\r\n\r\n`,
+    );
+    socket.write(pattern(0, 1024 * 1024));
+    await sleep(300);
+    const started = Date.now();
+    await own.close();
+    assert.ok(Date.now() - started < 5000, `close took ${Date.now() - started} ms`);
+    socket.destroy();
+  });
+});
+
 describe('downloads', () => {
   test('downloads cut off by the client release their files and leave the server serving', async () => {
     const reg = await startRegistry();

@@ -3,6 +3,7 @@ import { RegistryError } from '../errors.js';
 import { isRepositoryName, parseDigestParam, type RepositoryName } from '../names.js';
 import type { ChunkDeclaration, DigestAlgorithm, UploadStatus } from '../uploads.js';
 import { contentLength, hasBody, type RequestContext, sendEmpty } from './context.js';
+import { requestBody } from './socket-body.js';
 
 export function uploadLocation(name: RepositoryName, id: string): string {
   return `/v2/${name}/blobs/uploads/${id}`;
@@ -65,7 +66,7 @@ export async function startUpload(ctx: RequestContext): Promise<void> {
   const digestParam = query.get('digest');
   if (digestParam !== null && mount === null) {
     const digest = parseDigestParam(digestParam);
-    await registry.uploads.uploadWhole(name, digest, req, chunkOf(req));
+    await registry.uploads.uploadWhole(name, digest, requestBody(req), chunkOf(req));
     blobCreated(ctx, digest);
     return;
   }
@@ -108,7 +109,7 @@ export async function uploadStatus(ctx: RequestContext): Promise<void> {
 export async function patchUpload(ctx: RequestContext): Promise<void> {
   const id = ctx.params.uuid ?? '';
   try {
-    const status = await ctx.registry.uploads.append(ctx.name, id, ctx.req, chunkOf(ctx.req));
+    const status = await ctx.registry.uploads.append(ctx.name, id, requestBody(ctx.req), chunkOf(ctx.req));
     sendEmpty(ctx.res, 202, statusHeaders(status));
   } catch (err) {
     throw await withUploadHeaders(ctx, id, err);
@@ -124,7 +125,7 @@ export async function finishUpload(ctx: RequestContext): Promise<void> {
     throw new RegistryError('DIGEST_INVALID', 'the digest query parameter is required');
   }
   const digest = parseDigestParam(digestParam);
-  const body = hasBody(ctx.req) ? ctx.req : null;
+  const body = hasBody(ctx.req) ? requestBody(ctx.req) : null;
   if (body === null) ctx.req.resume();
   try {
     await ctx.registry.uploads.complete(ctx.name, id, digest, body, chunkOf(ctx.req));

@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import type { DigestHandle } from '../../native/index.js';
 
 /**
  * The registry's storage driver: the few primitives every store of the hub is written on, as in
@@ -46,6 +47,30 @@ export interface StorageDriver {
    * and ends it. Drivers without it are served through `reader`.
    */
   copyTo?(path: string, offset: number, length: number, dest: Writable): Promise<void>;
+  /**
+   * Optional fast path for upload bodies: creates (append=false) or appends to a file with a body
+   * read straight from its connection (see http/socket-body.ts), hashing every byte into `digest` on
+   * the way. Resolves to the file's new size. On failure the bytes that arrived stay in the file (an
+   * interrupted chunk, resumable) and the digest no longer matches the file.
+   */
+  receive?(path: string, append: boolean, body: SocketBody, digest: DigestHandle | null): Promise<number>;
+}
+
+/** A request body the driver may read from the connection itself (see http/socket-body.ts). */
+export interface SocketBody {
+  readonly kind: 'socket';
+  /** The connection's descriptor (the driver's addon call reads a dup of it). */
+  readonly fd: number;
+  /** Bytes of the body in all: its Content-Length. */
+  readonly length: number;
+  /** A transfer with nothing arriving for this long fails (ETIMEDOUT). */
+  readonly idleMs: number;
+  /** Set to 1 when the connection closes: the transfer stops. */
+  readonly cancel: Int32Array;
+  /** The start of the body Node had already read with the headers; taken once. */
+  takePrefix(): Buffer;
+  /** Gives up on the body: nothing reads it and the connection closes after the response. */
+  resume(): void;
 }
 
 export interface FileInfo {
