@@ -230,7 +230,12 @@ function call(
   });
 }
 
-const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 64 });
+/**
+ * Connections are kept alive within one timed operation and dropped after it: a connection left idle
+ * while the other server works may be closed by its server (keep-alive timeouts) just as the next
+ * operation picks it up, which fails that request ("socket hang up").
+ */
+let keepAlive = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
 async function pushLayers(server: Server, repo: string, layers: Layer[]): Promise<void> {
   for (const layer of layers) {
@@ -268,6 +273,8 @@ async function pullLayers(server: Server, repo: string, layers: Layer[]): Promis
  * outside the timing, so each operation pays only for its own writes.
  */
 async function timed(work: () => Promise<void>): Promise<number> {
+  keepAlive.destroy();
+  keepAlive = new http.Agent({ keepAlive: true, maxSockets: 64 });
   spawnSync('sync');
   const t0 = process.hrtime.bigint();
   await work();

@@ -36,6 +36,13 @@
 //         cancel[0] stops the transfer. On failure the error (code ECONNRESET for a body cut short,
 //         ETIMEDOUT after idleMs without data, ECANCELED) carries `received`: the bytes written, which
 //         stay in the file (the digest no longer matches them and must be dropped).
+//
+// Blob downloads the other way: sendfile(2) from the page cache into the socket on a thread of its own,
+// once Node has flushed the response's headers (src/registry/http/socket-send.ts). No byte of the
+// body passes through user space or JavaScript.
+//
+//   sendFileToSocket(socketFd, fileFd, offset, length, idleMs, cancel) → Promise<number> (bytes sent);
+//       errors as receiveToFile's (EPIPE/ECONNRESET: the client went away; EIO: the file is shorter).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +61,7 @@
 #include <openssl/evp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -694,6 +702,153 @@ static napi_value js_receive_to_file(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+typedef struct {
+  napi_deferred deferred;
+  napi_threadsafe_function tsfn;
+  napi_ref cancel_ref;
+  volatile int32_t *cancel;
+  int sock;
+  int file_fd;
+  int64_t offset;
+  int64_t length;
+  int64_t idle_ms;
+  int64_t sent;
+  int err;
+  const char *syscall_name;
+} SendJob;
+
+static void *send_main(void *arg) {
+  SendJob *job = arg;
+  off_t position = (off_t)job->offset;
+  int64_t idle = 0;
+  int err = 0;
+  const char *syscall_name = "sendfile";
+  while (job->sent < job->length) {
+    if (job->cancel[0] != 0) {
+      err = ECANCELED;
+      break;
+    }
+    int64_t left = job->length - job->sent;
+    ssize_t n = sendfile(job->sock, job->file_fd, &position, left > (1 << 30) ? (1 << 30) : (size_t)left);
+    if (n > 0) {
+      job->sent += n;
+      idle = 0;
+      continue;
+    }
+    if (n == 0) {
+      err = EIO;  // the file ended before `length`
+      break;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      err = errno;
+      break;
+    }
+    struct pollfd waiting = {.fd = job->sock, .events = POLLOUT};
+    int ready = poll(&waiting, 1, PUMP_POLL_MS);
+    if (ready == 0) {
+      idle += PUMP_POLL_MS;
+      if (idle >= job->idle_ms) err = ETIMEDOUT;
+    } else if (ready < 0 && errno != EINTR) {
+      err = errno;
+      syscall_name = "poll";
+    } else if (ready > 0 && (waiting.revents & (POLLERR | POLLHUP)) != 0 && (waiting.revents & POLLOUT) == 0) {
+      err = EPIPE;
+    }
+    if (err != 0) break;
+  }
+  job->err = err;
+  job->syscall_name = syscall_name;
+  close(job->sock);
+  napi_threadsafe_function tsfn = job->tsfn;
+  napi_call_threadsafe_function(tsfn, job, napi_tsfn_blocking);
+  napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+  return NULL;
+}
+
+static void send_done(napi_env env, napi_value js_callback, void *context, void *data) {
+  SendJob *job = data;
+  if (env != NULL) {
+    if (job->err == 0) {
+      napi_value sent;
+      napi_create_int64(env, job->sent, &sent);
+      napi_resolve_deferred(env, job->deferred, sent);
+    } else {
+      throw_errno(env, job->err, job->syscall_name, NULL, job->err == EIO ? "the file is shorter than expected" : NULL);
+      napi_value error, sent;
+      napi_get_and_clear_last_exception(env, &error);
+      napi_create_int64(env, job->sent, &sent);
+      napi_set_named_property(env, error, "sent", sent);
+      napi_reject_deferred(env, job->deferred, error);
+    }
+    napi_delete_reference(env, job->cancel_ref);
+  }
+  free(job);
+}
+
+static napi_value js_send_file_to_socket(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 6) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", "sendFileToSocket(socketFd, fileFd, offset, length, idleMs, cancel)");
+    return NULL;
+  }
+  int64_t sock, file_fd, offset, length, idle_ms;
+  if (!get_int64_arg(env, argv[0], "socketFd", &sock) || !get_int64_arg(env, argv[1], "fileFd", &file_fd) ||
+      !get_int64_arg(env, argv[2], "offset", &offset) || !get_int64_arg(env, argv[3], "length", &length) ||
+      !get_int64_arg(env, argv[4], "idleMs", &idle_ms))
+    return NULL;
+  bool is_typedarray = false;
+  napi_is_typedarray(env, argv[5], &is_typedarray);
+  napi_typedarray_type array_type;
+  size_t array_length = 0;
+  void *cancel = NULL;
+  if (is_typedarray) napi_get_typedarray_info(env, argv[5], &array_type, &array_length, &cancel, NULL, NULL);
+  if (!is_typedarray || array_type != napi_int32_array || array_length < 1) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "sendFileToSocket: cancel must be an Int32Array");
+    return NULL;
+  }
+  int dup_fd = fcntl((int)sock, F_DUPFD_CLOEXEC, 0);
+  if (dup_fd < 0) return throw_errno(env, errno, "dup", NULL, NULL);
+  SendJob *job = calloc(1, sizeof *job);
+  if (job == NULL) {
+    close(dup_fd);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  job->sock = dup_fd;
+  job->file_fd = (int)file_fd;
+  job->offset = offset;
+  job->length = length;
+  job->idle_ms = idle_ms > 0 ? idle_ms : 1;
+  job->cancel = cancel;
+  napi_value promise, name;
+  napi_create_promise(env, &job->deferred, &promise);
+  napi_create_string_utf8(env, "strata.sendFileToSocket", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, NULL, send_done, &job->tsfn) != napi_ok) {
+    close(dup_fd);
+    free(job);
+    napi_throw_error(env, NULL, "could not create a threadsafe function");
+    return NULL;
+  }
+  napi_create_reference(env, argv[5], 1, &job->cancel_ref);
+  pthread_t thread;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  int err = pthread_create(&thread, &attr, send_main, job);
+  pthread_attr_destroy(&attr);
+  if (err != 0) {
+    close(dup_fd);
+    napi_release_threadsafe_function(job->tsfn, napi_tsfn_abort);
+    napi_delete_reference(env, job->cancel_ref);
+    free(job);
+    return throw_errno(env, err, "pthread_create", NULL, NULL);
+  }
+  return promise;
+}
+
 void strata_register_blobio(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
       {"tuneMalloc", NULL, js_tune_malloc, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -702,6 +857,7 @@ void strata_register_blobio(napi_env env, napi_value exports) {
       {"digestFinal", NULL, js_digest_final, NULL, NULL, NULL, napi_enumerable, NULL},
       {"alignedBuffer", NULL, js_aligned_buffer, NULL, NULL, NULL, napi_enumerable, NULL},
       {"receiveToFile", NULL, js_receive_to_file, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sendFileToSocket", NULL, js_send_file_to_socket, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
 }

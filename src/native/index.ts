@@ -196,6 +196,19 @@ export interface StrataNative {
     idleMs: number,
     cancel: Int32Array,
   ): Promise<number>;
+  /**
+   * sendfile(2) of `length` bytes from `offset` of `fileFd` into (a dup of) `socketFd`, on a thread of
+   * its own; resolves to the bytes sent. A non-zero `cancel[0]` stops it; the error of a failure
+   * carries `sent` (EPIPE/ECONNRESET: the peer went away; EIO: the file is shorter; ETIMEDOUT).
+   */
+  sendFileToSocket(
+    socketFd: number,
+    fileFd: number,
+    offset: number,
+    length: number,
+    idleMs: number,
+    cancel: Int32Array,
+  ): Promise<number>;
   readonly constants: Readonly<Record<NativeConstantName, number>>;
 }
 
@@ -249,6 +262,7 @@ export const digestUpdateAsync: StrataNative['digestUpdateAsync'] | undefined = 
 export const digestFinal: StrataNative['digestFinal'] | undefined = native.digestFinal;
 export const alignedBuffer: StrataNative['alignedBuffer'] | undefined = native.alignedBuffer;
 export const receiveToFile: StrataNative['receiveToFile'] | undefined = native.receiveToFile;
+export const sendFileToSocket: StrataNative['sendFileToSocket'] | undefined = native.sendFileToSocket;
 export const constants = native.constants;
 
 /** One directory entry as `scanDirectory` gives it: the lstat figures, as in Node's fs.Stats. */

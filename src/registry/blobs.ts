@@ -1,3 +1,4 @@
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Digest, isDigest } from '../common/digest.js';
@@ -55,6 +56,17 @@ export class BlobStore {
       return;
     }
     await pipeline(await this.driver.reader(paths.blobData(digest), offset, length), dest);
+  }
+
+  /** The content's file, open for reading, when the driver is local; null if not (or gone meanwhile). */
+  async openFile(digest: Digest): Promise<FileHandle | null> {
+    if (this.driver.openFile === undefined) return null;
+    try {
+      return await this.driver.openFile(paths.blobData(digest));
+    } catch (err) {
+      if (isPathNotFound(err)) return null;
+      throw err;
+    }
   }
 
   /** Reads a small blob whole (manifests, configs). */

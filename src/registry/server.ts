@@ -9,7 +9,7 @@ import { CATALOG, type ResourceAccess } from './auth/scope.js';
 import { RegistryError } from './errors.js';
 import { deleteBlob, getBlob } from './http/blobs.js';
 import type { RequestContext, Route } from './http/context.js';
-import { hasBody, sendJson } from './http/context.js';
+import { hasBody, SOCKET_IDLE_MS, sendJson } from './http/context.js';
 import { base, listCatalog, listReferrers, listTags } from './http/discovery.js';
 import { deleteManifest, getManifest, putManifest } from './http/manifests.js';
 import { claimSocketBody } from './http/socket-body.js';
@@ -19,9 +19,6 @@ import { parseRepositoryName, type RepositoryName } from './names.js';
 import type { Registry } from './registry.js';
 
 const log = logger('registry');
-
-/** An idle connection (or an upload body with nothing arriving) is closed after this long. */
-const SOCKET_IDLE_MS = 10 * 60_000;
 
 /** Path of the token endpoint a challenge's realm points at. */
 export const TOKEN_PATH = '/token';

@@ -340,6 +340,50 @@ describe('downloads', () => {
       await reg.close();
     }
   });
+  test('large downloads (sent with sendfile) are whole, ranged right, and keep their connection', async () => {
+    const reg = await startRegistry();
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const client = new Client(reg.url);
+      const blob = pattern(12, 3 * 1024 * 1024 + 11);
+      const digest = await client.pushBlob(REPO, blob);
+      const { port } = new URL(reg.url);
+      const get = (range?: string): Promise<{ status: number; body: Buffer; localPort: number }> =>
+        new Promise((resolve, reject) => {
+          const req = http.get(
+            {
+              host: '127.0.0.1',
+              port,
+              path: `/v2/${REPO}/blobs/${digest}`,
+              agent,
+              headers: range === undefined ? {} : { Range: range },
+            },
+            (res) => {
+              const chunks: Buffer[] = [];
+              const localPort = res.socket.localPort ?? 0;
+              res.on('data', (c: Buffer) => chunks.push(c));
+              res.on('end', () =>
+                resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), localPort }),
+              );
+            },
+          );
+          req.on('error', reject);
+        });
+      const whole = await get();
+      assert.equal(whole.status, 200);
+      assert.ok(whole.body.equals(blob));
+      const ranged = await get('bytes=12345-2000000');
+      assert.equal(ranged.status, 206);
+      assert.ok(ranged.body.equals(blob.subarray(12345, 2000001)));
+      const tail = await get('bytes=-1500000');
+      assert.ok(tail.body.equals(blob.subarray(blob.length - 1500000)));
+      assert.equal(ranged.localPort, whole.localPort, 'the same connection served the next request');
+      assert.equal(tail.localPort, whole.localPort);
+    } finally {
+      agent.destroy();
+      await reg.close();
+    }
+  });
 });
 
 describe('streaming', () => {

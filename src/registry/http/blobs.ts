@@ -1,6 +1,7 @@
 import { RegistryError } from '../errors.js';
 import { parseDigestParam } from '../names.js';
-import { type RequestContext, sendEmpty } from './context.js';
+import { type RequestContext, SOCKET_IDLE_MS, sendEmpty } from './context.js';
+import { sendFileBody, sendFileSocket } from './socket-send.js';
 
 /** A satisfiable byte range, inclusive, or the reason to answer 416. */
 export type ByteRange = { start: number; end: number } | 'unsatisfiable';
@@ -61,6 +62,18 @@ export async function getBlob(ctx: RequestContext): Promise<void> {
     return;
   }
   res.writeHead(range === null ? 200 : 206, headers);
+  const socketFd = sendFileSocket(res, length);
+  if (socketFd !== null) {
+    const file = await registry.blobs.openFile(digest);
+    if (file !== null) {
+      try {
+        await sendFileBody(res, socketFd, file.fd, start, length, SOCKET_IDLE_MS);
+      } finally {
+        await file.close();
+      }
+      return;
+    }
+  }
   await registry.blobs.copyTo(digest, start, length, res);
 }
 

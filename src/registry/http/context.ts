@@ -42,6 +42,9 @@ export function sendJson(
   res.end(res.req.method === 'HEAD' ? undefined : data);
 }
 
+/** An idle connection (or a body transfer with nothing moving) is closed after this long. */
+export const SOCKET_IDLE_MS = 10 * 60_000;
+
 export function sendEmpty(res: ServerResponse, status: number, headers: Record<string, string> = {}): void {
   res.writeHead(status, { ...headers, 'Content-Length': 0 });
   res.end();

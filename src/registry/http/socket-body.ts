@@ -32,14 +32,15 @@ const claimed = new WeakMap<IncomingMessage, SocketBody>();
  * Called synchronously in the server's request listener, while the parser is still on the chunk
  * holding the headers: claims the body of a large blob upload (PATCH, PUT or POST under
  * `/blobs/uploads/` with a Content-Length and no transfer coding) over plain TCP. Anything else is
- * left to Node.
+ * left to Node. (With `Expect: 100-continue`, Node has already answered 100 before this runs.)
  */
 export function claimSocketBody(req: IncomingMessage, res: ServerResponse, idleMs: number): void {
   if (receiveToFile === undefined) return;
   const { method } = req;
   if (method !== 'PATCH' && method !== 'PUT' && method !== 'POST') return;
   if (!(req.url ?? '').includes('/blobs/uploads/')) return;
-  if (req.headers['transfer-encoding'] !== undefined || req.headers.expect !== undefined) return;
+  // Chunked bodies stay with Node: its parser is mid-chunk by now, in a state only it knows.
+  if (req.headers['transfer-encoding'] !== undefined) return;
   const length = contentLength(req);
   if (length === undefined || length < SOCKET_BODY_MIN_BYTES) return;
   const socket = req.socket as Socket & NodeSocketInternals;

@@ -1,3 +1,4 @@
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import type { DigestHandle } from '../../native/index.js';
 
@@ -54,6 +55,11 @@ export interface StorageDriver {
    * interrupted chunk, resumable) and the digest no longer matches the file.
    */
   receive?(path: string, append: boolean, body: SocketBody, digest: DigestHandle | null): Promise<number>;
+  /**
+   * Optional, for drivers on a local file system: the file opened for reading, so that a download can
+   * be sent from it with sendfile. Throws PathNotFoundError.
+   */
+  openFile?(path: string): Promise<FileHandle>;
 }
 
 /** A request body the driver may read from the connection itself (see http/socket-body.ts). */
