@@ -7,8 +7,9 @@ import { fileURLToPath } from 'node:url';
  * Typed loader for Strata's N-API addon (`strata_native.c`): the Linux calls Node's fs lacks —
  * mknod, l*xattr, mount/umount2, nanosecond utimes, overlay mounts through the new mount API,
  * openat2(RESOLVE_IN_ROOT), syncfs, a unix socket's peer credentials and idmapped mounts, plus what
- * the registry's blob transfers need (sync_file_range, mallopt, a digest that runs on the thread
- * pool). Calls are synchronous unless named `…Async`, and throw errors shaped like Node's fs errors
+ * the registry's blob transfers need (mallopt, a digest that runs on the thread pool, aligned
+ * buffers, and threads that move upload bodies from a socket to a file and downloads from a file to a
+ * socket with sendfile). Calls are synchronous unless named `…Async`, and throw errors shaped like Node's fs errors
  * (`code`, `errno` (negative), `syscall`, `path`).
  *
  * Typical uses: a whiteout is `mknod(p, constants.S_IFCHR, 0, 0)`; an opaque dir is

@@ -929,7 +929,7 @@ static void set_constant(napi_env env, napi_value object, const char *name, int6
 void strata_register_netlink(napi_env env, napi_value exports);
 // lifecycle.c: pipeCloexec, spawnDetached, reapChild, umountAsync (src/runtime/spawn.ts, src/snapshots/overlay.ts).
 void strata_register_lifecycle(napi_env env, napi_value exports);
-// blobio.c: syncFileRangeAsync, tuneMalloc (src/registry/storage/filesystem.ts, src/registry/main.ts).
+// blobio.c: tuneMalloc, digest*, alignedBuffer, receiveToFile, sendFileToSocket (src/registry/).
 void strata_register_blobio(napi_env env, napi_value exports);
 
 static napi_value init(napi_env env, napi_value exports) {
