@@ -343,6 +343,78 @@ typedef struct {
   const char *syscall_name;
 } PumpJob;
 
+// --- What the socket threads share (receiveToFile, sendFileToSocket) ---
+
+// The Int32Array whose first element, set by JS, stops a transfer; NULL (with a TypeError thrown) if
+// the value is not one.
+static volatile int32_t *get_cancel_flag(napi_env env, napi_value value, const char *fn) {
+  bool is_typedarray = false;
+  napi_is_typedarray(env, value, &is_typedarray);
+  napi_typedarray_type array_type;
+  size_t array_length = 0;
+  void *data = NULL;
+  if (is_typedarray) napi_get_typedarray_info(env, value, &array_type, &array_length, &data, NULL, NULL);
+  if (!is_typedarray || array_type != napi_int32_array || array_length < 1 || data == NULL) {
+    char message[96];
+    snprintf(message, sizeof message, "%s: cancel must be an Int32Array", fn);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
+    return NULL;
+  }
+  return data;
+}
+
+// Waits (one poll slice) for `events` on a non-blocking socket whose last call said EAGAIN. Returns 0
+// to try again, or the error that ends the transfer: ETIMEDOUT once nothing happened for idle_ms,
+// EPIPE when a writer's peer hung up, poll's own error (then *syscall_name is "poll").
+static int wait_socket(int sock, short events, int64_t *idle, int64_t idle_ms, const char **syscall_name) {
+  struct pollfd waiting = {.fd = sock, .events = events};
+  int ready = poll(&waiting, 1, PUMP_POLL_MS);
+  if (ready == 0) {
+    *idle += PUMP_POLL_MS;
+    return *idle >= idle_ms ? ETIMEDOUT : 0;
+  }
+  if (ready < 0) {
+    if (errno == EINTR) return 0;
+    *syscall_name = "poll";
+    return errno;
+  }
+  if ((events & POLLOUT) != 0 && (waiting.revents & (POLLERR | POLLHUP)) != 0 && (waiting.revents & POLLOUT) == 0)
+    return EPIPE;
+  return 0;
+}
+
+// Creates the promise's threadsafe function and starts `main(job)` on a detached thread, which hands
+// the job back to `done` on the JS thread. Returns the promise, or NULL with an error thrown (the
+// caller then frees the job; the threadsafe function is already gone).
+static napi_value start_socket_thread(napi_env env, const char *name, void *(*main)(void *),
+                                      napi_threadsafe_function_call_js done, void *job, napi_deferred *deferred,
+                                      napi_threadsafe_function *tsfn) {
+  napi_value promise, resource;
+  napi_create_promise(env, deferred, &promise);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource);
+  if (napi_create_threadsafe_function(env, NULL, NULL, resource, 0, 1, NULL, NULL, NULL, done, tsfn) != napi_ok) {
+    napi_throw_error(env, NULL, "could not create a threadsafe function");
+    return NULL;
+  }
+  pthread_t thread;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  int err = pthread_create(&thread, &attr, main, job);
+  pthread_attr_destroy(&attr);
+  if (err != 0) {
+    napi_release_threadsafe_function(*tsfn, napi_tsfn_abort);
+    return throw_errno(env, err, "pthread_create", NULL, NULL);
+  }
+  return promise;
+}
+
+// The thread's last act: hands the job to the JS thread, which may free it at once.
+static void finish_socket_thread(napi_threadsafe_function tsfn, void *job) {
+  napi_call_threadsafe_function(tsfn, job, napi_tsfn_blocking);
+  napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+}
+
 // Frees a job and what it owns (its buffers are freed here, not by the threads, which may be gone).
 static void pump_free(PumpJob *job) {
   for (int i = 0; i < PUMP_BUFFERS; i++) free(job->buffers[i]);
@@ -510,15 +582,7 @@ static void *pump_main(void *arg) {
         err = errno;
         break;
       } else {
-        struct pollfd waiting = {.fd = job->sock, .events = POLLIN};
-        int ready = poll(&waiting, 1, PUMP_POLL_MS);
-        if (ready == 0) {
-          idle += PUMP_POLL_MS;
-          if (idle >= job->idle_ms) err = ETIMEDOUT;
-        } else if (ready < 0 && errno != EINTR) {
-          err = errno;
-          syscall_name = "poll";
-        }
+        err = wait_socket(job->sock, POLLIN, &idle, job->idle_ms, &syscall_name);
         continue;
       }
     }
@@ -552,10 +616,7 @@ static void *pump_main(void *arg) {
   job->err = err;
   job->syscall_name = syscall_name;
   close(job->sock);
-  // pump_done frees the job, possibly before the call below returns: nothing of it is read after.
-  napi_threadsafe_function tsfn = job->tsfn;
-  napi_call_threadsafe_function(tsfn, job, napi_tsfn_blocking);
-  napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+  finish_socket_thread(job->tsfn, job);
   return NULL;
 }
 
@@ -624,16 +685,8 @@ static napi_value js_receive_to_file(napi_env env, napi_callback_info info) {
       return NULL;
     }
   }
-  bool is_typedarray = false;
-  napi_is_typedarray(env, argv[8], &is_typedarray);
-  napi_typedarray_type array_type;
-  size_t array_length = 0;
-  void *cancel = NULL;
-  if (is_typedarray) napi_get_typedarray_info(env, argv[8], &array_type, &array_length, &cancel, NULL, NULL);
-  if (!is_typedarray || array_type != napi_int32_array || array_length < 1) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "receiveToFile: cancel must be an Int32Array");
-    return NULL;
-  }
+  volatile int32_t *cancel = get_cancel_flag(env, argv[8], "receiveToFile");
+  if (cancel == NULL) return NULL;
   int dup_fd = fcntl((int)sock, F_DUPFD_CLOEXEC, 0);
   if (dup_fd < 0) return throw_errno(env, errno, "dup", NULL, NULL);
   PumpJob *job = calloc(1, sizeof *job);
@@ -672,32 +725,17 @@ static napi_value js_receive_to_file(napi_env env, napi_callback_info info) {
   job->idle_ms = idle_ms > 0 ? idle_ms : 1;
   job->digest = digest;
   job->cancel = cancel;
-  napi_value promise, name;
-  napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "strata.receiveToFile", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, NULL, pump_done, &job->tsfn) != napi_ok) {
-    close(dup_fd);
-    pump_free(job);
-    napi_throw_error(env, NULL, "could not create a threadsafe function");
-    return NULL;
-  }
   if (digest != NULL) napi_create_reference(env, argv[6], 1, &job->digest_ref);
   napi_create_reference(env, argv[8], 1, &job->cancel_ref);
   if (digest != NULL) digest->busy = 1;
-  pthread_t thread;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  int err = pthread_create(&thread, &attr, pump_main, job);
-  pthread_attr_destroy(&attr);
-  if (err != 0) {
+  napi_value promise =
+      start_socket_thread(env, "strata.receiveToFile", pump_main, pump_done, job, &job->deferred, &job->tsfn);
+  if (promise == NULL) {
     if (digest != NULL) digest->busy = 0;
     close(dup_fd);
-    napi_release_threadsafe_function(job->tsfn, napi_tsfn_abort);
     if (job->digest_ref != NULL) napi_delete_reference(env, job->digest_ref);
     napi_delete_reference(env, job->cancel_ref);
     pump_free(job);
-    return throw_errno(env, err, "pthread_create", NULL, NULL);
   }
   return promise;
 }
@@ -744,25 +782,13 @@ static void *send_main(void *arg) {
       err = errno;
       break;
     }
-    struct pollfd waiting = {.fd = job->sock, .events = POLLOUT};
-    int ready = poll(&waiting, 1, PUMP_POLL_MS);
-    if (ready == 0) {
-      idle += PUMP_POLL_MS;
-      if (idle >= job->idle_ms) err = ETIMEDOUT;
-    } else if (ready < 0 && errno != EINTR) {
-      err = errno;
-      syscall_name = "poll";
-    } else if (ready > 0 && (waiting.revents & (POLLERR | POLLHUP)) != 0 && (waiting.revents & POLLOUT) == 0) {
-      err = EPIPE;
-    }
+    err = wait_socket(job->sock, POLLOUT, &idle, job->idle_ms, &syscall_name);
     if (err != 0) break;
   }
   job->err = err;
   job->syscall_name = syscall_name;
   close(job->sock);
-  napi_threadsafe_function tsfn = job->tsfn;
-  napi_call_threadsafe_function(tsfn, job, napi_tsfn_blocking);
-  napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+  finish_socket_thread(job->tsfn, job);
   return NULL;
 }
 
@@ -799,16 +825,8 @@ static napi_value js_send_file_to_socket(napi_env env, napi_callback_info info) 
       !get_int64_arg(env, argv[2], "offset", &offset) || !get_int64_arg(env, argv[3], "length", &length) ||
       !get_int64_arg(env, argv[4], "idleMs", &idle_ms))
     return NULL;
-  bool is_typedarray = false;
-  napi_is_typedarray(env, argv[5], &is_typedarray);
-  napi_typedarray_type array_type;
-  size_t array_length = 0;
-  void *cancel = NULL;
-  if (is_typedarray) napi_get_typedarray_info(env, argv[5], &array_type, &array_length, &cancel, NULL, NULL);
-  if (!is_typedarray || array_type != napi_int32_array || array_length < 1) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "sendFileToSocket: cancel must be an Int32Array");
-    return NULL;
-  }
+  volatile int32_t *cancel = get_cancel_flag(env, argv[5], "sendFileToSocket");
+  if (cancel == NULL) return NULL;
   int dup_fd = fcntl((int)sock, F_DUPFD_CLOEXEC, 0);
   if (dup_fd < 0) return throw_errno(env, errno, "dup", NULL, NULL);
   SendJob *job = calloc(1, sizeof *job);
@@ -823,28 +841,13 @@ static napi_value js_send_file_to_socket(napi_env env, napi_callback_info info) 
   job->length = length;
   job->idle_ms = idle_ms > 0 ? idle_ms : 1;
   job->cancel = cancel;
-  napi_value promise, name;
-  napi_create_promise(env, &job->deferred, &promise);
-  napi_create_string_utf8(env, "strata.sendFileToSocket", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, NULL, send_done, &job->tsfn) != napi_ok) {
-    close(dup_fd);
-    free(job);
-    napi_throw_error(env, NULL, "could not create a threadsafe function");
-    return NULL;
-  }
   napi_create_reference(env, argv[5], 1, &job->cancel_ref);
-  pthread_t thread;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  int err = pthread_create(&thread, &attr, send_main, job);
-  pthread_attr_destroy(&attr);
-  if (err != 0) {
+  napi_value promise =
+      start_socket_thread(env, "strata.sendFileToSocket", send_main, send_done, job, &job->deferred, &job->tsfn);
+  if (promise == NULL) {
     close(dup_fd);
-    napi_release_threadsafe_function(job->tsfn, napi_tsfn_abort);
     napi_delete_reference(env, job->cancel_ref);
     free(job);
-    return throw_errno(env, err, "pthread_create", NULL, NULL);
   }
   return promise;
 }

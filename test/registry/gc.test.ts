@@ -20,6 +20,7 @@ import {
   startRegistry,
   type TestRegistry,
   tempDir,
+  withRegistry,
 } from './helpers.js';
 
 /**
@@ -152,12 +153,9 @@ describe('mark and sweep', () => {
 describe('safe while pushes are in flight', () => {
   let reg: TestRegistry;
   let client: Client;
-  before(async () => {
-    reg = await startRegistry();
-    client = new Client(reg.url);
-  });
-  after(async () => {
-    await reg.close();
+  withRegistry((r, c) => {
+    reg = r;
+    client = c;
   });
 
   test('the grace period keeps layers uploaded for a manifest not pushed yet', async () => {

@@ -6,6 +6,7 @@ import * as https from 'node:https';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type ConfigFile, resolveConfig } from '../../src/registry/config.js';
 import { Registry } from '../../src/registry/registry.js';
@@ -63,6 +64,24 @@ export async function startRegistry(
       await server.close();
     },
   };
+}
+
+/**
+ * Starts an in-process registry before the enclosing suite's tests and closes it after them; `use`
+ * receives it with a client on it.
+ */
+export function withRegistry(
+  use: (reg: TestRegistry, client: Client) => void,
+  config: ConfigFile = {},
+): void {
+  let reg: TestRegistry | undefined;
+  before(async () => {
+    reg = await startRegistry(config);
+    use(reg, new Client(reg.url));
+  });
+  after(async () => {
+    await reg?.close();
+  });
 }
 
 export async function freePort(): Promise<number> {

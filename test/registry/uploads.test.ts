@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   Client,
   errorCode,
@@ -14,6 +14,7 @@ import {
   startRegistry,
   type TestRegistry,
   tempDir,
+  withRegistry,
 } from './helpers.js';
 
 /**
@@ -73,12 +74,9 @@ async function uploadedSize(client: Client, location: string): Promise<number> {
 describe('resumable uploads', () => {
   let reg: TestRegistry;
   let client: Client;
-  before(async () => {
-    reg = await startRegistry();
-    client = new Client(reg.url);
-  });
-  after(async () => {
-    await reg.close();
+  withRegistry((r, c) => {
+    reg = r;
+    client = c;
   });
 
   test('an interrupted chunk keeps what arrived and the upload resumes from there', async () => {
@@ -196,12 +194,9 @@ describe('upload bodies read from the socket', () => {
   // connection (src/registry/http/socket-body.ts); the response then closes the connection.
   let reg: TestRegistry;
   let client: Client;
-  before(async () => {
-    reg = await startRegistry();
-    client = new Client(reg.url);
-  });
-  after(async () => {
-    await reg.close();
+  withRegistry((r, c) => {
+    reg = r;
+    client = c;
   });
 
   test('large PATCH, PUT and monolithic POST bodies arrive whole, hashed, and close their connection', async () => {
