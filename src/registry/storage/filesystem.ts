@@ -30,7 +30,7 @@ const WRITEBACK_STEP = 8 << 20;
 const WRITE_BATCH = 256 << 10;
 /**
  * With `directIo`, upload data is written with O_DIRECT where the file system allows it, in whole blocks
- * of this size at aligned offsets from aligned memory (and blobs may be served with direct reads too).
+ * of this size at aligned offsets from aligned memory.
  * Off by default, as measured on these machines (200 MiB, src/native receiveToFile and node:fs): the
  * write + fsync costs the same wall time either way (the fsync waits for the host to flush, ~0.7 ms per
  * MiB), buffered writes cost little CPU once memory has been used before, and a pull right after a push
@@ -40,9 +40,8 @@ const WRITE_BATCH = 256 << 10;
 const DIRECT_ALIGN = 4096;
 /** Size of a direct write: 1 MiB halves the device round trips of 256 KiB (1.0 s vs 1.5 s per GiB). */
 const DIRECT_WRITE_BATCH = 1 << 20;
-/** Buffers `copyTo` cycles through: READ_AHEAD being read while the others drain into the socket. */
+/** Buffers `copyTo` cycles through: one being read ahead while the others drain into the socket. */
 const COPY_BUFFERS = 4;
-const READ_AHEAD = 2;
 
 /** The storage driver on a local directory. Atomic replace and move are rename(2) in one file system. */
 export class FilesystemDriver implements StorageDriver {
@@ -50,13 +49,9 @@ export class FilesystemDriver implements StorageDriver {
   /** Whether upload data goes around the page cache (O_DIRECT); turned off when the file system refuses. */
   private directIo: boolean;
 
-  /** Whether blobs are also served with O_DIRECT reads (off by default: see DIRECT_ALIGN). */
-  private readonly directReads: boolean;
-
-  constructor(root: string, options: { directIo?: boolean; directReads?: boolean } = {}) {
+  constructor(root: string, options: { directIo?: boolean } = {}) {
     this.root = path.resolve(root);
     this.directIo = options.directIo ?? false;
-    this.directReads = options.directReads ?? false;
   }
 
   private fullPath(logical: string): string {
@@ -127,20 +122,16 @@ export class FilesystemDriver implements StorageDriver {
    * registry's modules fill the heap) cut single-client pulls to a quarter of this.
    */
   async copyTo(logical: string, offset: number, length: number, dest: Writable): Promise<void> {
-    const file = this.fullPath(logical);
     let handle: fsp.FileHandle;
-    let direct: boolean;
     try {
-      const directHandle = this.directReads ? await this.openDirect(file, fs.constants.O_RDONLY) : null;
-      direct = directHandle !== null;
-      handle = directHandle ?? (await fsp.open(file, 'r'));
+      handle = await fsp.open(this.fullPath(logical), 'r');
     } catch (err) {
       throw mapNotFound(err, logical);
     }
-    const align = direct ? DIRECT_ALIGN : 1;
     const end = offset + length;
-    const free = Array.from({ length: COPY_BUFFERS }, takeReadBuffer);
-    const lent = new Set<Buffer>();
+    const free = Array.from({ length: COPY_BUFFERS }, () =>
+      Buffer.allocUnsafeSlow(Math.min(STREAM_BUFFER, length || 1)),
+    );
     const waiting: (() => void)[] = [];
     let failure: Error | undefined;
     const wakeAll = (): void => {
@@ -151,64 +142,50 @@ export class FilesystemDriver implements StorageDriver {
       wakeAll();
     };
     dest.on('close', onClose);
-    const take = async (): Promise<Buffer> => {
+    type Chunk = (typeof free)[number];
+    const take = async (): Promise<Chunk> => {
       while (free.length === 0 && failure === undefined) {
         await new Promise<void>((resolve) => waiting.push(resolve));
       }
       if (failure !== undefined) throw failure;
-      return free.pop() as Buffer;
+      return free.pop() as Chunk;
     };
-    // Direct reads cover whole blocks: from the block holding `offset`, up to the block holding `end`.
-    const readAt = async (position: number, length: number): Promise<Buffer> => {
+    const readAt = async (position: number): Promise<{ buf: Chunk; bytesRead: number }> => {
       const buf = await take();
-      const { bytesRead } = await handle.read(buf, 0, roundUp(length, align), position);
-      if (bytesRead < length) {
-        free.push(buf);
-        throw new Error(`${logical} is shorter than expected`);
-      }
-      return buf;
+      const { bytesRead } = await handle.read(buf, 0, Math.min(buf.length, end - position), position);
+      if (bytesRead === 0) throw new Error(`${logical} is shorter than expected`);
+      return { buf, bytesRead };
     };
-    // Up to READ_AHEAD reads run while the socket sends: a direct read waits for the device.
-    const queue: { read: Promise<Buffer>; length: number }[] = [];
-    let position = offset - (offset % align);
-    let skip = offset - position;
-    const readAhead = (): void => {
-      while (queue.length < READ_AHEAD && position < end) {
-        const length = Math.min(STREAM_BUFFER, end - position);
-        const read = readAt(position, length);
-        // Handled here so a failure while the loop waits on the socket is not an unhandled rejection.
-        read.catch(() => undefined);
-        queue.push({ read, length });
-        position += length;
-      }
-    };
+    let next: Promise<{ buf: Chunk; bytesRead: number }> | null = null;
     try {
-      readAhead();
-      for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
-        const buf = await next.read;
-        readAhead();
+      let position = offset;
+      const readAhead = (): Promise<{ buf: Chunk; bytesRead: number }> | null => {
+        if (position >= end) return null;
+        const promise = readAt(position);
+        // Handled here so a failure while the loop waits on the socket is not an unhandled rejection.
+        promise.catch(() => undefined);
+        return promise;
+      };
+      next = readAhead();
+      while (next !== null) {
+        const { buf, bytesRead } = await next;
+        position += bytesRead;
+        next = readAhead();
         if (failure !== undefined) throw failure;
-        lent.add(buf);
-        const flushed = dest.write(buf.subarray(skip, next.length), (err) => {
+        const flushed = dest.write(buf.subarray(0, bytesRead), (err) => {
           if (err) failure ??= err;
-          lent.delete(buf);
           free.push(buf);
           wakeAll();
         });
-        skip = 0;
         if (!flushed) await drainedOrClosed(dest);
         if (failure !== undefined) throw failure;
       }
       dest.end();
     } finally {
-      // Reads still in flight must settle before their file handle closes.
-      failure ??= new Error('the transfer ended');
-      wakeAll();
-      await Promise.all(queue.map((q) => q.read.catch(() => undefined)));
+      // A read ahead still in flight must settle before its file handle closes.
+      await next?.catch(() => undefined);
       dest.off('close', onClose);
       await handle.close();
-      // Buffers the socket still holds are left to the garbage collector.
-      for (const buf of free) if (!lent.has(buf)) releaseReadBuffer(buf);
     }
   }
 
@@ -547,22 +524,6 @@ function takeStagingBuffer(): Buffer {
 
 function releaseStagingBuffer(buffer: Buffer): void {
   if (stagingBuffers.length < STAGING_BUFFERS_KEPT) stagingBuffers.push(buffer);
-}
-
-/** Read buffers of finished blob transfers, reused (and aligned for O_DIRECT) like the staging ones. */
-const readBuffers: Buffer[] = [];
-const READ_BUFFERS_KEPT = 64;
-
-function takeReadBuffer(): Buffer {
-  return readBuffers.pop() ?? alignedBuffer?.(STREAM_BUFFER) ?? Buffer.allocUnsafeSlow(STREAM_BUFFER);
-}
-
-function releaseReadBuffer(buffer: Buffer): void {
-  if (readBuffers.length < READ_BUFFERS_KEPT) readBuffers.push(buffer);
-}
-
-function roundUp(n: number, unit: number): number {
-  return Math.ceil(n / unit) * unit;
 }
 
 function drainedOrClosed(dest: Writable): Promise<void> {
