@@ -7,13 +7,16 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { PullJob } from './pull-worker.js';
 
 /**
  * bench/registry-server: the Strata registry against Debian's docker-registry (docker/distribution
  * 2.8), both on loopback with a file-system store, serving the same clients:
  *   - skopeo copying an OCI layout of LAYERS random layers (SIZE_MB in total) to the registry and back;
- *   - a plain HTTP client pushing (POST + streamed PUT) and pulling (GET) the same layers,
- *     with 1 client and with CLIENTS concurrent clients (each in its own repository).
+ *   - HTTP clients pushing (POST + streamed PUT, Node's http client) and pulling (GET, the lean client
+ *     of pull-worker.ts, one worker thread per client) the same layers, with 1 client and with CLIENTS
+ *     concurrent clients (each in its own repository).
  * Prints MB/s per operation and the Strata/docker-registry ratio. Each operation starts after a
  * `sync`, and the order of the two servers alternates between runs. Environment: SIZE_MB (200),
  * LAYERS (5), CLIENTS (8), RUNS (3, best run kept), SKIP_SKOPEO.
@@ -249,21 +252,38 @@ async function pushLayers(server: Server, repo: string, layers: Layer[]): Promis
   }
 }
 
-async function pullLayers(server: Server, repo: string, layers: Layer[]): Promise<void> {
-  for (const layer of layers) {
-    const received = await new Promise<number>((resolve, reject) => {
-      http
-        .get(`${server.url}/v2/${repo}/blobs/${layer.digest}`, { agent: keepAlive }, (res) => {
-          let n = 0;
-          res.on('data', (d: Buffer) => {
-            n += d.length;
-          });
-          res.on('end', () => resolve(res.statusCode === 200 ? n : -1));
-          res.on('error', reject);
-        })
-        .on('error', reject);
+/**
+ * Downloads every layer from `repos.length` concurrent clients, one worker thread each (see
+ * pull-worker.ts), and returns the seconds from their start to the last byte. The threads are up
+ * before the clock starts; `sync` runs first, as in `timed`.
+ */
+async function pullLayers(server: Server, repos: string[], layers: Layer[]): Promise<number> {
+  const { hostname, port } = new URL(server.url);
+  const workers = repos.map((repo) => {
+    const job: PullJob = {
+      host: hostname,
+      port: Number(port),
+      paths: layers.map((l) => `/v2/${repo}/blobs/${l.digest}`),
+      sizes: layers.map((l) => l.size),
+    };
+    return new Worker(new URL('./pull-worker.js', import.meta.url), { workerData: job });
+  });
+  const next = (w: Worker): Promise<unknown> =>
+    new Promise((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+      w.once('exit', (code) => reject(new Error(`${server.name}: a pull client exited (${code})`)));
     });
-    if (received !== layer.size) throw new Error(`${server.name}: pulled ${received} of ${layer.size} bytes`);
+  try {
+    await Promise.all(workers.map(next));
+    spawnSync('sync');
+    const t0 = process.hrtime.bigint();
+    const done = Promise.all(workers.map(next));
+    for (const w of workers) w.postMessage('go');
+    await done;
+    return Number(process.hrtime.bigint() - t0) / 1e9;
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
   }
 }
 
@@ -338,14 +358,16 @@ async function main(): Promise<void> {
           fs.rmSync(out, { recursive: true, force: true });
         }
         record('HTTP push, 1 client', s, mb / (await timed(() => pushLayers(s, `one/r${run}`, layers))));
-        record('HTTP pull, 1 client', s, mb / (await timed(() => pullLayers(s, `one/r${run}`, layers))));
+        record('HTTP pull, 1 client', s, mb / (await pullLayers(s, [`one/r${run}`], layers)));
         const pushMany = await timed(async () => {
           await Promise.all(many.map((i) => pushLayers(s, `many${i}/r${run}`, layers)));
         });
         record(`HTTP push, ${CLIENTS} clients`, s, (CLIENTS * mb) / pushMany);
-        const pullMany = await timed(async () => {
-          await Promise.all(many.map((i) => pullLayers(s, `many${i}/r${run}`, layers)));
-        });
+        const pullMany = await pullLayers(
+          s,
+          many.map((i) => `many${i}/r${run}`),
+          layers,
+        );
         record(`HTTP pull, ${CLIENTS} clients`, s, (CLIENTS * mb) / pullMany);
       }
       fs.rmSync(dir, { recursive: true, force: true });

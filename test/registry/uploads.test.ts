@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { describe, test } from 'node:test';
+import { sendFileCounters } from '../../src/registry/http/socket-send.js';
 import {
   Client,
   errorCode,
@@ -338,6 +339,7 @@ describe('downloads', () => {
   test('large downloads (sent with sendfile) are whole, ranged right, and keep their connection', async () => {
     const reg = await startRegistry();
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const sentBefore = { ...sendFileCounters };
     try {
       const client = new Client(reg.url);
       const blob = pattern(12, 3 * 1024 * 1024 + 11);
@@ -374,6 +376,8 @@ describe('downloads', () => {
       assert.ok(tail.body.equals(blob.subarray(blob.length - 1500000)));
       assert.equal(ranged.localPort, whole.localPort, 'the same connection served the next request');
       assert.equal(tail.localPort, whole.localPort);
+      assert.equal(sendFileCounters.bodies - sentBefore.bodies, 3, 'all three bodies went by sendfile');
+      assert.equal(sendFileCounters.bytes - sentBefore.bytes, blob.length + (2000001 - 12345) + 1500000);
     } finally {
       agent.destroy();
       await reg.close();

@@ -14,6 +14,9 @@ import { sendFileToSocket } from '../../native/index.js';
 /** Bodies at least this large are sent with sendfile. */
 export const SEND_FILE_MIN_BYTES = 1 << 20;
 
+/** What this process has sent with sendfile (for tests and diagnostics). */
+export const sendFileCounters = { bodies: 0, bytes: 0 };
+
 interface SocketHandle {
   _handle?: { fd?: number } | null;
 }
@@ -54,6 +57,8 @@ export async function sendFileBody(
   socket.once('close', onClose);
   try {
     await send(socketFd, fileFd, offset, length, idleMs, cancel);
+    sendFileCounters.bodies++;
+    sendFileCounters.bytes += length;
   } finally {
     socket.off('close', onClose);
   }

@@ -116,6 +116,14 @@ export class FilesystemDriver implements StorageDriver {
     });
   }
 
+  async openFile(logical: string): Promise<fsp.FileHandle> {
+    try {
+      return await fsp.open(this.fullPath(logical), 'r');
+    } catch (err) {
+      throw mapNotFound(err, logical);
+    }
+  }
+
   /**
    * Serves a range with a few reused buffers, reading the next one while the socket sends. A read
    * stream allocates a fresh buffer per chunk, and the garbage collection that churn causes (once the
