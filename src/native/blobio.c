@@ -29,13 +29,16 @@
 // thread hashes it into a digest handle and writes it at `offset` (whole aligned blocks through
 // `directFd` when that is O_DIRECT, else -1; the rest through `fileFd`) and a third fdatasyncs each
 // 8 MiB, so the fsync that publishes the blob has only the tail left. `prefix` is the part of the body
-// Node had already read.
+// Node had already read. A `length` of -1 means a chunked body (Transfer-Encoding: chunked): the
+// reader decodes the chunk framing in place as bytes arrive (the prefix then is still coded) and
+// stops at the body's end; extensions and trailers are ignored.
 //
 //   receiveToFile(socketFd, fileFd, directFd, offset, prefix, length, digest|null, idleMs, cancel)
-//       → Promise<number>: bytes written (prefix + length). `cancel` is an Int32Array; a non-zero
-//         cancel[0] stops the transfer. On failure the error (code ECONNRESET for a body cut short,
-//         ETIMEDOUT after idleMs without data, ECANCELED) carries `received`: the bytes written, which
-//         stay in the file (the digest no longer matches them and must be dropped).
+//       → Promise<number>: bytes written (prefix + length, or the decoded size). `cancel` is an
+//         Int32Array; a non-zero cancel[0] stops the transfer. On failure the error (code ECONNRESET
+//         for a body cut short, ETIMEDOUT after idleMs without data, ECANCELED, EPROTO for a malformed
+//         chunked coding) carries `received`: the bytes written, which stay in the file (the digest no
+//         longer matches them and must be dropped).
 //
 // Blob downloads the other way: sendfile(2) from the page cache into the socket on a thread of its own,
 // once Node has flushed the response's headers (src/registry/http/socket-send.ts). No byte of the
@@ -536,6 +539,116 @@ static size_t pump_batch(const PumpJob *job, int64_t queued) {
   return misalignment == 0 ? PUMP_BUFFER : (size_t)(PUMP_ALIGN - misalignment);
 }
 
+// --- Chunked request bodies (RFC 9112 §7.1), decoded in place as they arrive ---
+
+enum {
+  CHUNK_SIZE,        // hex digits of a chunk's size
+  CHUNK_EXTENSION,   // after the size: extensions (and whitespace), ignored up to CR
+  CHUNK_SIZE_LF,     // the LF ending the size line
+  CHUNK_DATA,        // `left` bytes of data
+  CHUNK_DATA_CR,     // the CRLF after a chunk's data
+  CHUNK_DATA_LF,
+  CHUNK_TRAILER_START,  // after the last chunk: a trailer field, or the CRLF that ends the body
+  CHUNK_TRAILER,     // a trailer field, ignored up to CR
+  CHUNK_TRAILER_LF,
+  CHUNK_END_LF,      // the LF of the body's last line
+  CHUNK_DONE,
+};
+
+// Sizes below 2^60; extensions and trailers (all ignored) may not run on without end.
+#define CHUNK_MAX_DIGITS 15
+#define CHUNK_MAX_META (16 << 10)
+
+typedef struct {
+  int state;
+  int digits;
+  uint64_t left;
+  size_t meta;
+} ChunkDecoder;
+
+static int hex_value(unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Decodes raw[0..n) in place: the chunks' data moves to the front and the framing is dropped (no
+// byte moves twice, so a read costs at most one more copy). Returns the bytes of data now at the
+// front, or -1 when the coding is malformed. Stops at the end of the body (CHUNK_DONE): bytes after
+// it belong to no body of this request and are ignored.
+static ssize_t chunk_decode(ChunkDecoder *d, unsigned char *raw, size_t n) {
+  size_t in = 0, out = 0;
+  while (in < n && d->state != CHUNK_DONE) {
+    if (d->state == CHUNK_DATA) {
+      size_t take = n - in;
+      if ((uint64_t)take > d->left) take = (size_t)d->left;
+      if (out != in) memmove(raw + out, raw + in, take);
+      out += take;
+      in += take;
+      d->left -= take;
+      if (d->left == 0) d->state = CHUNK_DATA_CR;
+      continue;
+    }
+    unsigned char c = raw[in++];
+    switch (d->state) {
+      case CHUNK_SIZE: {
+        int v = hex_value(c);
+        if (v >= 0) {
+          if (++d->digits > CHUNK_MAX_DIGITS) return -1;
+          d->left = d->left * 16 + (uint64_t)v;
+        } else if (d->digits == 0) {
+          return -1;
+        } else if (c == ';' || c == ' ' || c == '\t') {
+          d->state = CHUNK_EXTENSION;
+        } else if (c == '\r') {
+          d->state = CHUNK_SIZE_LF;
+        } else {
+          return -1;
+        }
+        break;
+      }
+      case CHUNK_EXTENSION:
+        if (c == '\r') d->state = CHUNK_SIZE_LF;
+        else if (c == '\n' || ++d->meta > CHUNK_MAX_META) return -1;
+        break;
+      case CHUNK_SIZE_LF:
+        if (c != '\n') return -1;
+        d->digits = 0;
+        d->state = d->left == 0 ? CHUNK_TRAILER_START : CHUNK_DATA;
+        break;
+      case CHUNK_DATA_CR:
+        if (c != '\r') return -1;
+        d->state = CHUNK_DATA_LF;
+        break;
+      case CHUNK_DATA_LF:
+        if (c != '\n') return -1;
+        d->state = CHUNK_SIZE;
+        break;
+      case CHUNK_TRAILER_START:
+        if (c == '\r') d->state = CHUNK_END_LF;
+        else if (c == '\n' || ++d->meta > CHUNK_MAX_META) return -1;
+        else d->state = CHUNK_TRAILER;
+        break;
+      case CHUNK_TRAILER:
+        if (c == '\r') d->state = CHUNK_TRAILER_LF;
+        else if (c == '\n' || ++d->meta > CHUNK_MAX_META) return -1;
+        break;
+      case CHUNK_TRAILER_LF:
+        if (c != '\n') return -1;
+        d->state = CHUNK_TRAILER_START;
+        break;
+      case CHUNK_END_LF:
+        if (c != '\n') return -1;
+        d->state = CHUNK_DONE;
+        break;
+      default:
+        return -1;
+    }
+  }
+  return (ssize_t)out;
+}
+
 static void *pump_main(void *arg) {
   PumpJob *job = arg;
   int err = 0;
@@ -551,41 +664,55 @@ static void *pump_main(void *arg) {
   size_t staged = 0;
   int64_t queued = 0;
   size_t prefix_at = 0;
+  // A chunked body (length < 0) ends where its coding says; the prefix is still coded then.
+  int chunked = job->length < 0;
+  ChunkDecoder decoder = {.state = CHUNK_SIZE};
   int64_t remaining = job->length;
   int64_t idle = 0;
-  while (err == 0 && index >= 0 && (prefix_at < job->prefix_length || remaining > 0)) {
+  while (err == 0 && index >= 0 &&
+         (chunked ? decoder.state != CHUNK_DONE : prefix_at < job->prefix_length || remaining > 0)) {
     size_t limit = pump_batch(job, queued);
+    unsigned char *at = job->buffers[index] + staged;
+    size_t got;
     if (prefix_at < job->prefix_length) {
-      size_t n = limit - staged;
-      if (n > job->prefix_length - prefix_at) n = job->prefix_length - prefix_at;
-      memcpy(job->buffers[index] + staged, job->prefix + prefix_at, n);
-      staged += n;
-      prefix_at += n;
+      got = limit - staged;
+      if (got > job->prefix_length - prefix_at) got = job->prefix_length - prefix_at;
+      memcpy(at, job->prefix + prefix_at, got);
+      prefix_at += got;
     } else {
       if (job->cancel[0] != 0) {
         err = ECANCELED;
         break;
       }
       size_t want = limit - staged;
-      if ((int64_t)want > remaining) want = (size_t)remaining;
-      ssize_t n = read(job->sock, job->buffers[index] + staged, want);
-      if (n > 0) {
-        staged += (size_t)n;
-        remaining -= n;
-        idle = 0;
-      } else if (n == 0) {
+      if (!chunked && (int64_t)want > remaining) want = (size_t)remaining;
+      ssize_t n = read(job->sock, at, want);
+      if (n == 0) {
         err = ECONNRESET;
         break;
-      } else if (errno == EINTR) {
-        continue;
-      } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        err = errno;
-        break;
-      } else {
+      }
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+          err = errno;
+          break;
+        }
         err = wait_socket(job->sock, POLLIN, &idle, job->idle_ms, &syscall_name);
         continue;
       }
+      got = (size_t)n;
+      remaining -= n;
+      idle = 0;
     }
+    if (chunked) {
+      ssize_t data = chunk_decode(&decoder, at, got);
+      if (data < 0) {
+        err = EPROTO;
+        break;
+      }
+      got = (size_t)data;
+    }
+    staged += got;
     if (staged == limit) {
       pump_submit(job, index, staged, 1);
       queued += (int64_t)staged;
@@ -630,7 +757,9 @@ static void pump_done(napi_env env, napi_value js_callback, void *context, void 
       napi_resolve_deferred(env, job->deferred, written);
     } else {
       throw_errno(env, job->err, job->syscall_name != NULL ? job->syscall_name : "read", NULL,
-                  job->err == ECONNRESET ? "the request body ended early" : NULL);
+                  job->err == ECONNRESET ? "the request body ended early"
+                  : job->err == EPROTO   ? "malformed chunked request body"
+                                         : NULL);
       napi_value error, received;
       napi_get_and_clear_last_exception(env, &error);
       napi_create_int64(env, job->written, &received);
@@ -658,9 +787,16 @@ static napi_value js_receive_to_file(napi_env env, napi_callback_info info) {
   napi_typeof(env, argv[2], &direct_type);
   if (direct_type == napi_number) napi_get_value_int64(env, argv[2], &direct_fd);
   if (!get_int64_arg(env, argv[0], "socketFd", &sock) || !get_int64_arg(env, argv[1], "fileFd", &file_fd) ||
-      !get_int64_arg(env, argv[3], "offset", &offset) || !get_int64_arg(env, argv[5], "length", &length) ||
-      !get_int64_arg(env, argv[7], "idleMs", &idle_ms))
+      !get_int64_arg(env, argv[3], "offset", &offset) || !get_int64_arg(env, argv[7], "idleMs", &idle_ms))
     return NULL;
+  // The length may be -1 (a chunked body) but nothing else below 0.
+  napi_valuetype length_type;
+  napi_typeof(env, argv[5], &length_type);
+  if (length_type == napi_number) napi_get_value_int64(env, argv[5], &length);
+  if (length_type != napi_number || length < -1) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "receiveToFile: length must be a byte count, or -1 for chunked");
+    return NULL;
+  }
   bool is_buffer = false;
   napi_is_buffer(env, argv[4], &is_buffer);
   if (!is_buffer) {

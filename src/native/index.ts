@@ -182,9 +182,10 @@ export interface StrataNative {
    * Reads `length` bytes of a request body from (a dup of) `socketFd` on a thread of its own, after
    * `prefix` (the bytes Node already read), hashing them into `digest` and writing them at `offset`:
    * aligned whole blocks through `directFd` (O_DIRECT; -1 for none), the rest through `fileFd`.
-   * Resolves to the bytes written; a non-zero `cancel[0]` stops it. The error of a failure carries
+   * Resolves to the bytes written; a non-zero `cancel[0]` stops it. A `length` of -1 reads a chunked
+   * body to its end, decoding the framing (of `prefix` too). The error of a failure carries
    * `received`, the bytes that were written anyway (ECONNRESET: the body ended early; ETIMEDOUT:
-   * nothing arrived for `idleMs`; ECANCELED).
+   * nothing arrived for `idleMs`; ECANCELED; EPROTO: a malformed chunked coding).
    */
   receiveToFile(
     socketFd: number,

@@ -2,6 +2,7 @@ import { createHash, type Hash, randomUUID } from 'node:crypto';
 import { type Readable, Transform, type TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Digest, digestAlgorithm, digestHex } from '../common/digest.js';
+import { isErrnoCode } from '../common/errors.js';
 import { type DigestHandle, digestCreate, digestFinal, digestUpdateAsync } from '../native/index.js';
 import type { BlobStore } from './blobs.js';
 import { RegistryError } from './errors.js';
@@ -279,7 +280,8 @@ export class UploadStore {
   /**
    * Appends a body the driver reads from the connection itself, hashed on the way by the native digest.
    * Its length is the request's Content-Length, already checked against any Content-Range; the driver
-   * reads exactly that many bytes, so a body cannot run past what it declared.
+   * reads exactly that many bytes, so a body cannot run past what it declared. A chunked body is
+   * only read this way without a Content-Range, and ends where its coding ends.
    */
   private async receiveLocked(
     status: UploadStatus,
@@ -302,6 +304,8 @@ export class UploadStore {
     } catch (err) {
       // What arrived stays for a resume; the digest saw bytes that may not all be in the file.
       this.hashes.delete(id);
+      if (isErrnoCode(err, 'EPROTO'))
+        throw new RegistryError('BLOB_UPLOAD_INVALID', 'malformed chunked request body');
       throw err;
     }
     if (state !== undefined) {

@@ -67,13 +67,13 @@ export interface SocketBody {
   readonly kind: 'socket';
   /** The connection's descriptor (the driver's addon call reads a dup of it). */
   readonly fd: number;
-  /** Bytes of the body in all: its Content-Length. */
-  readonly length: number;
+  /** Bytes of the body in all (its Content-Length), or null for a chunked body: known at its end. */
+  readonly length: number | null;
   /** A transfer with nothing arriving for this long fails (ETIMEDOUT). */
   readonly idleMs: number;
   /** Set to 1 when the connection closes: the transfer stops. */
   readonly cancel: Int32Array;
-  /** The start of the body Node had already read with the headers; taken once. */
+  /** The start of the body Node had already read with the headers (still coded when chunked); taken once. */
   takePrefix(): Buffer;
   /** Gives up on the body: nothing reads it and the connection closes after the response. */
   resume(): void;

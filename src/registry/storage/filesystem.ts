@@ -262,19 +262,28 @@ export class FilesystemDriver implements StorageDriver {
       const initialSize = append ? (await handle.stat()).size : 0;
       direct = await this.openDirect(file, fs.constants.O_WRONLY);
       const prefix = body.takePrefix();
-      if (prefix.length > body.length) throw new Error('the request body is longer than its Content-Length');
-      const written = await receive(
-        body.fd,
-        handle.fd,
-        direct?.fd ?? -1,
-        initialSize,
-        prefix,
-        body.length - prefix.length,
-        digest,
-        body.idleMs,
-        body.cancel,
-      );
-      return initialSize + written;
+      if (body.length !== null && prefix.length > body.length)
+        throw new Error('the request body is longer than its Content-Length');
+      // -1: a chunked body, decoded by the addon up to its last chunk.
+      const length = body.length === null ? -1 : body.length - prefix.length;
+      try {
+        const written = await receive(
+          body.fd,
+          handle.fd,
+          direct?.fd ?? -1,
+          initialSize,
+          prefix,
+          length,
+          digest,
+          body.idleMs,
+          body.cancel,
+        );
+        return initialSize + written;
+      } catch (err) {
+        // A malformed body is refused whole: what it appended goes (an interrupted one stays, to resume).
+        if (isErrnoCode(err, 'EPROTO')) await handle.truncate(initialSize);
+        throw err;
+      }
     } finally {
       await direct?.close();
       await handle.close();
