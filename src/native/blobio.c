@@ -555,7 +555,7 @@ enum {
   CHUNK_DONE,
 };
 
-// Sizes below 2^60; extensions and trailers (all ignored) may not run on without end.
+// Sizes below 2^60; a chunk's extensions, and the trailer, are ignored but may not run on without end.
 #define CHUNK_MAX_DIGITS 15
 #define CHUNK_MAX_META (16 << 10)
 
@@ -615,6 +615,7 @@ static ssize_t chunk_decode(ChunkDecoder *d, unsigned char *raw, size_t n) {
       case CHUNK_SIZE_LF:
         if (c != '\n') return -1;
         d->digits = 0;
+        d->meta = 0;
         d->state = d->left == 0 ? CHUNK_TRAILER_START : CHUNK_DATA;
         break;
       case CHUNK_DATA_CR:

@@ -59,13 +59,13 @@ async function interruptedPatch(
 }
 
 /** A body in the chunked coding: `sizes` cut `data` into chunks, some with extensions; a trailer field. */
-function chunked(data: Buffer, sizes: number[]): Buffer {
+function chunked(data: Buffer, sizes: number[], extension = ';ext="x"'): Buffer {
   const parts: Buffer[] = [];
   let at = 0;
   for (let i = 0; at < data.length; i++) {
     const size = Math.min(sizes[i % sizes.length] ?? data.length, data.length - at);
     const hex = i % 2 === 0 ? size.toString(16) : size.toString(16).toUpperCase();
-    parts.push(Buffer.from(`${hex}${i % 3 === 1 ? ';ext="x"' : ''}\r\n`), data.subarray(at, at + size));
+    parts.push(Buffer.from(`${hex}${i % 3 === 1 ? extension : ''}\r\n`), data.subarray(at, at + size));
     parts.push(Buffer.from('\r\n'));
     at += size;
   }
@@ -387,6 +387,25 @@ describe('upload bodies read from the socket', () => {
     assert.equal(put?.status, 201, put?.body);
     assert.equal(socketBodyCounters.chunked - before.chunked, 2, 'both bodies were claimed');
     assert.deepEqual((await client.req('GET', `/v2/${REPO}/blobs/${sha256(blob)}`)).body, blob);
+
+    // Many small chunks with long extensions (signatures, say): more extension bytes in all than
+    // any one chunk may carry.
+    const signed = pattern(35, 1536 * 1024);
+    const session = await client.req('POST', `/v2/${REPO}/blobs/uploads/`);
+    const coded = chunked(signed, [2048], `;chunk-signature=${'ab'.repeat(40)}`);
+    const whole = await rawRequest(
+      reg.url,
+      [
+        Buffer.concat([
+          chunkedHead('PUT', reg.url, `${session.headers.location}?digest=${sha256(signed)}`),
+          coded.subarray(0, 20_000),
+        ]),
+        coded.subarray(20_000),
+      ],
+      { pauseMs: 50 },
+    );
+    assert.equal(whole?.status, 201, whole?.body);
+    assert.equal(socketBodyCounters.chunked - before.chunked, 3);
   });
 
   test('a chunked body that fits in one read stays with Node and keeps its connection', async () => {
