@@ -14,12 +14,13 @@ import { registerImageRoutes } from '../api/routes/images.js';
 import { registerSystemRoutes } from '../api/routes/system.js';
 import { createApiServer } from '../api/server.js';
 import { BuildService, buildSchema } from '../build/service.js';
-import { errorMessage } from '../common/errors.js';
+import { errorMessage, StrataError } from '../common/errors.js';
 import { EventBus } from '../common/events.js';
 import { type LogLevel, logger, setLogLevel } from '../common/log.js';
 import { ContainerService } from '../containers/service.js';
 import { containersSchema } from '../containers/store.js';
 import { FileContentStore } from '../content/store.js';
+import { mirrorUrl, parseMirror } from '../distribution/hosts.js';
 import { DistributionService } from '../distribution/service.js';
 import { ImageService, imagesSchema } from '../images/service.js';
 import { detectCgroupLayout, repairHybridCgroups } from '../runtime/cgroups.js';
@@ -35,7 +36,7 @@ export const DEFAULT_ROOT = '/var/lib/strata';
 export const DEFAULT_SOCKET = '/run/strata/strata.sock';
 
 const USAGE = `Usage: strata daemon [--root DIR] [--socket PATH] [--default-runtime crun|runc] [--log-level LEVEL]
-                     [--insecure-registry HOST:PORT]...
+                     [--insecure-registry HOST:PORT]... [--registry-mirror URL]...
 
 Runs the Strata engine in the foreground, serving the Docker Engine API on a unix socket.
   --root DIR             state directory (default ${DEFAULT_ROOT})
@@ -45,6 +46,8 @@ Runs the Strata engine in the foreground, serving the Docker Engine API on a uni
   --insecure-registry HOST:PORT
                          allow plain HTTP (and unverified TLS) to this registry; repeatable;
                          also HOST or an IPv4 CIDR. Loopback registries are always allowed
+  --registry-mirror URL  a Docker Hub mirror (http://HOST:PORT or https://…), tried before the Hub
+                         for pulls of docker.io images; repeatable, tried in the order given
   --dns-upstream IP[:PORT]
                          resolver for names the networks' DNS servers do not know (default: the
                          nameservers of /etc/resolv.conf); repeatable
@@ -106,7 +109,25 @@ function strataGroupId(): number | null {
   }
 }
 
+/**
+ * `strata daemon`: a bad flag or setting ends it with a one-line message (exit 1); an unexpected
+ * failure while starting keeps its stack.
+ */
 export async function main(argv: string[]): Promise<void> {
+  try {
+    await runDaemon(argv);
+  } catch (err) {
+    const expected =
+      err instanceof StrataError || String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS');
+    process.stderr.write(
+      `strata daemon: ${expected ? errorMessage(err) : ((err as Error).stack ?? errorMessage(err))}\n`,
+    );
+    // Exits now: whatever had started (timers, watchers) must not keep a half-started daemon alive.
+    process.exit(1);
+  }
+}
+
+async function runDaemon(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv.slice(1),
     options: {
@@ -115,6 +136,7 @@ export async function main(argv: string[]): Promise<void> {
       'default-runtime': { type: 'string', default: 'crun' },
       'log-level': { type: 'string' },
       'insecure-registry': { type: 'string', multiple: true, default: [] },
+      'registry-mirror': { type: 'string', multiple: true, default: [] },
       'dns-upstream': { type: 'string', multiple: true, default: [] },
       help: { type: 'boolean', short: 'h' },
       ...SECURITY_DAEMON_OPTIONS,
@@ -126,6 +148,8 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   if (values['log-level']) setLogLevel(values['log-level'] as LogLevel);
+  // Checked before anything starts: a bad mirror is a one-line error, not a half-started daemon.
+  const registryMirrors = values['registry-mirror'].map((value) => mirrorUrl(parseMirror(value)));
   const root = path.resolve(values.root);
   const socketPath = path.resolve(values.socket);
   fs.mkdirSync(root, { recursive: true, mode: 0o711 });
@@ -217,6 +241,7 @@ export async function main(argv: string[]): Promise<void> {
     imageCount: () => images.list({ all: false, filters: new Map() }).length,
     cgroupVersion: layout === 'v2' ? '2' : '1',
     startedAt: Date.now(),
+    registryMirrors,
     extraInfo: security.info,
   });
   registerExecRoutes(router, { containers });
@@ -239,6 +264,7 @@ export async function main(argv: string[]): Promise<void> {
     content,
     snapshotter,
     insecureRegistries: values['insecure-registry'],
+    registryMirrors,
   });
   const builder = new BuildService({
     db,

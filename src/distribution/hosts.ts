@@ -12,12 +12,22 @@ import { DEFAULT_DOMAIN } from '../images/reference.js';
 export const DOCKER_HUB_HOST = 'registry-1.docker.io';
 const INDEX_SERVER_NAMES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
 
+/** A registry reached at a fixed scheme and host: a mirror (`--registry-mirror http://host:port`). */
+export interface RegistryEndpoint {
+  scheme: 'https' | 'http';
+  /** `host[:port]`. */
+  host: string;
+}
+
 export class RegistryHosts {
   private readonly insecureHosts = new Set<string>();
   private readonly insecureCidrs: Array<{ base: number; mask: number }> = [];
+  /** Mirrors of Docker Hub, tried in order before it for pulls of `docker.io` images. */
+  readonly mirrors: readonly RegistryEndpoint[];
 
-  constructor(insecureRegistries: readonly string[] = []) {
+  constructor(insecureRegistries: readonly string[] = [], registryMirrors: readonly string[] = []) {
     for (const entry of insecureRegistries) this.addInsecure(entry);
+    this.mirrors = registryMirrors.map(parseMirror);
   }
 
   private addInsecure(entry: string): void {
@@ -55,6 +65,35 @@ export class RegistryHosts {
     }
     return false;
   }
+}
+
+/**
+ * A `--registry-mirror` value, as dockerd takes it: an http or https URL of a host (and port), with
+ * no credentials, path, query or fragment. Plain http is the mirror's own choice, as in dockerd.
+ */
+export function parseMirror(value: string): RegistryEndpoint {
+  let url: URL;
+  try {
+    url = new URL(value.trim());
+  } catch {
+    throw new InvalidArgument(`invalid registry mirror ${JSON.stringify(value)}: not a URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new InvalidArgument(
+      `invalid registry mirror ${JSON.stringify(value)}: the scheme must be http or https`,
+    );
+  if (url.username !== '' || url.password !== '')
+    throw new InvalidArgument(
+      `invalid registry mirror ${JSON.stringify(value)}: credentials are not allowed`,
+    );
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '')
+    throw new InvalidArgument(`invalid registry mirror ${JSON.stringify(value)}: only scheme, host and port`);
+  return { scheme: url.protocol === 'http:' ? 'http' : 'https', host: url.host };
+}
+
+/** A mirror as `docker info` lists it: `http://127.0.0.1:5000/`. */
+export function mirrorUrl(mirror: RegistryEndpoint): string {
+  return `${mirror.scheme}://${mirror.host}/`;
 }
 
 /** `docker login`'s server address (`127.0.0.1:5000`, `http://x:5000/`, `https://index.docker.io/v1/`) → domain. */

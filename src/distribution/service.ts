@@ -1,7 +1,9 @@
-import { InvalidArgument } from '../common/errors.js';
+import { errorMessage, InvalidArgument } from '../common/errors.js';
+import { logger } from '../common/log.js';
 import type { ContentStore } from '../content/store.js';
 import { hostArchitecture } from '../images/config.js';
 import {
+  DEFAULT_DOMAIN,
   fullName,
   type NamedReference,
   parseNormalizedNamed,
@@ -14,7 +16,7 @@ import type { Snapshotter } from '../snapshots/snapshotter.js';
 import type { Db } from '../store/db.js';
 import type { RegistryCredentials } from './auth.js';
 import { DownloadManager } from './downloads.js';
-import { RegistryHosts, serverAddressDomain } from './hosts.js';
+import { mirrorUrl, type RegistryEndpoint, RegistryHosts, serverAddressDomain } from './hosts.js';
 import { Limiter } from './limiter.js';
 import { type Platform, parsePlatform } from './manifest.js';
 import { DistributionMetadata } from './metadata.js';
@@ -23,6 +25,8 @@ import { type PreparedPull, prepareAllTagsPull, preparePull } from './pull.js';
 import { resolvePushItems, runPush } from './push.js';
 import { RegistrySession, type SchemeCache } from './session.js';
 import { RegistryTransport } from './transport.js';
+
+const log = logger('distribution');
 
 /**
  * The registry client of the daemon: `docker pull`, `docker push`, `docker login`.
@@ -41,6 +45,8 @@ export interface DistributionServiceDeps {
   snapshotter: Snapshotter;
   /** `--insecure-registry` values: `host:port`, `host` or an IPv4 CIDR. */
   insecureRegistries?: readonly string[];
+  /** `--registry-mirror` values: `http(s)://host[:port]`, tried in order for `docker.io` pulls. */
+  registryMirrors?: readonly string[];
   maxConcurrentDownloads?: number;
   maxConcurrentUploads?: number;
 }
@@ -76,14 +82,48 @@ export class DistributionService {
   private readonly uploads: Limiter;
 
   constructor(private readonly deps: DistributionServiceDeps) {
-    this.hosts = new RegistryHosts(deps.insecureRegistries ?? []);
+    this.hosts = new RegistryHosts(deps.insecureRegistries ?? [], deps.registryMirrors ?? []);
     this.metadata = new DistributionMetadata(deps.db);
     this.downloads = new DownloadManager(deps.content, deps.maxConcurrentDownloads ?? 3);
     this.uploads = new Limiter(deps.maxConcurrentUploads ?? 5);
   }
 
-  private session(domain: string, credentials: RegistryCredentials, scopes: string[]): RegistrySession {
-    return new RegistrySession(this.transport, this.hosts, this.schemes, domain, credentials, scopes);
+  private session(
+    domain: string,
+    credentials: RegistryCredentials,
+    scopes: string[],
+    mirror: RegistryEndpoint | null = null,
+  ): RegistrySession {
+    return new RegistrySession(this.transport, this.hosts, this.schemes, domain, credentials, scopes, mirror);
+  }
+
+  /**
+   * Resolves a pull from the first source that can serve it: for `docker.io` images each mirror in
+   * turn, then Docker Hub itself (dockerd's order; its credentials go to the mirrors too, as there).
+   * A mirror that fails — unreachable, refusing, or without the image — is logged and passed over;
+   * the last source's error is the one reported. Other registries have no mirrors.
+   */
+  private async fromMirrorsFirst<T>(
+    domain: string,
+    credentials: RegistryCredentials,
+    scopes: string[],
+    prepare: (session: RegistrySession) => Promise<T>,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    if (domain === DEFAULT_DOMAIN) {
+      for (const mirror of this.hosts.mirrors) {
+        try {
+          return await prepare(this.session(domain, credentials, scopes, mirror));
+        } catch (err) {
+          if (signal?.aborted) throw err;
+          log.warn('pulling from a registry mirror failed, trying the next source', {
+            mirror: mirrorUrl(mirror),
+            error: errorMessage(err),
+          });
+        }
+      }
+    }
+    return prepare(this.session(domain, credentials, scopes));
   }
 
   /** Resolves what to pull; `run` on the result does the transfer. */
@@ -102,12 +142,22 @@ export class DistributionService {
     const named = parseNormalizedNamed(request.image);
     if (!request.tag && named.tag === null && named.digest === null) {
       // No tag anywhere: every tag (docker pull --all-tags; the CLI sends `tag=latest` otherwise).
-      const session = this.session(named.domain, request.credentials, [`repository:${named.path}:pull`]);
-      return prepareAllTagsPull(deps, session, named, platform, signal);
+      return this.fromMirrorsFirst(
+        named.domain,
+        request.credentials,
+        [`repository:${named.path}:pull`],
+        (session) => prepareAllTagsPull(deps, session, named, platform, signal),
+        signal,
+      );
     }
     const ref = pullReference(request.image, request.tag ?? null);
-    const session = this.session(ref.domain, request.credentials, [`repository:${ref.path}:pull`]);
-    return preparePull(deps, session, ref, platform, signal);
+    return this.fromMirrorsFirst(
+      ref.domain,
+      request.credentials,
+      [`repository:${ref.path}:pull`],
+      (session) => preparePull(deps, session, ref, platform, signal),
+      signal,
+    );
   }
 
   /**

@@ -5,7 +5,7 @@ import { errorMessage } from '../common/errors.js';
 import { statusLine } from '../common/status-line.js';
 import { type Challenge, hasCredentials, parseChallenges, type RegistryCredentials } from './auth.js';
 import { RegistryUnreachable, registryError, Unauthorized } from './errors.js';
-import type { RegistryHosts } from './hosts.js';
+import type { RegistryEndpoint, RegistryHosts } from './hosts.js';
 import { type RegistryTransport, readResponse } from './transport.js';
 
 /**
@@ -51,13 +51,20 @@ export class RegistrySession {
     readonly domain: string,
     readonly credentials: RegistryCredentials,
     scopes: readonly string[] = [],
+    /** Where to reach the registry instead of the domain's own host: a mirror, at its own scheme. */
+    private readonly endpoint: RegistryEndpoint | null = null,
   ) {
-    this.host = hosts.endpointHost(domain);
+    this.host = endpoint?.host ?? hosts.endpointHost(domain);
     this.scopes = new Set(scopes);
   }
 
   get insecure(): boolean {
     return this.hosts.isInsecure(this.host);
+  }
+
+  /** The mirror this session talks to, if it is one. */
+  get mirror(): RegistryEndpoint | null {
+    return this.endpoint;
   }
 
   get hasCredentials(): boolean {
@@ -73,6 +80,8 @@ export class RegistrySession {
     const cached = this.schemes.get(this.host);
     let candidates: Array<'https' | 'http'> = this.insecure ? ['https', 'http'] : ['https'];
     if (cached === 'http' && this.insecure) candidates = ['http', 'https'];
+    // A mirror is spoken to at the scheme it was configured with, and no other.
+    if (this.endpoint !== null) candidates = [this.endpoint.scheme];
     let failure: unknown = null;
     let failedUrl = '';
     for (const scheme of candidates) {

@@ -22,6 +22,8 @@ export interface SystemRouteDeps {
   imageCount: () => number;
   cgroupVersion: '1' | '2';
   startedAt: number;
+  /** Docker Hub mirrors (`--registry-mirror`), as URLs ending in `/`. */
+  registryMirrors?: string[];
   /** Host facts that override the defaults below (cgroup capabilities, security options, …). */
   extraInfo?: () => Record<string, unknown>;
 }
@@ -177,8 +179,15 @@ export function registerSystemRoutes(routes: RouteTable, deps: SystemRouteDeps):
         AllowNondistributableArtifactsCIDRs: [],
         AllowNondistributableArtifactsHostnames: [],
         InsecureRegistryCIDRs: ['127.0.0.0/8'],
-        IndexConfigs: {},
-        Mirrors: [],
+        IndexConfigs: {
+          'docker.io': {
+            Name: 'docker.io',
+            Mirrors: deps.registryMirrors ?? [],
+            Secure: true,
+            Official: true,
+          },
+        },
+        Mirrors: deps.registryMirrors ?? [],
       },
       NCPU: os.availableParallelism(),
       MemTotal: os.totalmem(),
