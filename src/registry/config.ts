@@ -31,6 +31,11 @@ import { DEFAULT_MANIFEST_MAX_BYTES } from './manifests.js';
  *                "actions": ["pull", "push", "delete"] } ],
  *     "aclFile": "acl.json",                  a JSON array of the same entries (or {"acl": [...]})
  *     "anonymousPull": false                  true, or repository patterns anyone may pull
+ *   },
+ *   "proxy": {                                present = a pull-through cache (mirror) of another registry
+ *     "remoteUrl": "https://registry-1.docker.io",   the upstream (http or https, no path); alias "remoteurl"
+ *     "username": "u", "password": "p",      optional: sent to the upstream only when it asks
+ *     "tagTtlSeconds": 0                      a tag resolved upstream this recently is served unasked; 0: ask always
  *   }
  * }
  *
@@ -38,6 +43,8 @@ import { DEFAULT_MANIFEST_MAX_BYTES } from './manifests.js';
  * `${user}` stands for the authenticated user's name. In `users`, `*` means any authenticated user
  * and `anonymous` means a request without credentials. A user gets the union of the matching entries.
  * Relative file names are resolved against the configuration file's directory.
+ * With `proxy` the local storage is a cache of the upstream (see proxy/cache.ts): pulls fill it, pushes
+ * and deletes answer 405; `auth` still guards the cache's own clients.
  */
 const actionSchema = z.enum(['pull', 'push', 'delete', '*']);
 
@@ -70,6 +77,55 @@ const authSchema = z.strictObject({
 });
 export type AuthConfig = z.infer<typeof authSchema>;
 
+/** An upstream registry's base URL: http(s), no credentials, path, query or fragment. */
+const remoteUrlSchema = z.string().superRefine((value, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'remoteUrl must be an http:// or https:// URL' });
+    return;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    ctx.addIssue({ code: 'custom', message: 'remoteUrl must be an http:// or https:// URL' });
+  else if (url.username !== '' || url.password !== '')
+    ctx.addIssue({
+      code: 'custom',
+      message: 'remoteUrl must not hold credentials: use username and password',
+    });
+  else if (url.pathname !== '/' || url.search !== '' || url.hash !== '')
+    ctx.addIssue({ code: 'custom', message: 'remoteUrl must be the registry origin, without a path' });
+});
+
+const proxySchema = z.preprocess(
+  // docker/distribution spells it `remoteurl`.
+  (value) => {
+    if (typeof value !== 'object' || value === null || !('remoteurl' in value) || 'remoteUrl' in value)
+      return value;
+    const { remoteurl, ...rest } = value as Record<string, unknown>;
+    return { ...rest, remoteUrl: remoteurl };
+  },
+  z
+    .strictObject({
+      remoteUrl: remoteUrlSchema,
+      username: z.string().min(1).optional(),
+      password: z.string().optional(),
+      tagTtlSeconds: z.number().int().nonnegative().optional(),
+    })
+    .refine((p) => p.password === undefined || p.username !== undefined, {
+      message: 'a proxy password needs a username',
+    }),
+);
+
+/** The upstream of a pull-through cache, as the registry uses it. */
+export interface ProxyConfig {
+  remoteUrl: string;
+  username?: string;
+  password?: string;
+  /** How long a tag the upstream resolved is served without asking it again; 0: always ask. */
+  tagTtlSeconds: number;
+}
+
 export const configSchema = z.strictObject({
   addr: z.string().optional(),
   root: z.string().optional(),
@@ -84,6 +140,7 @@ export const configSchema = z.strictObject({
     })
     .optional(),
   auth: authSchema.optional(),
+  proxy: proxySchema.optional(),
   workers: z.number().int().min(1).max(64).optional(),
 });
 export type ConfigFile = z.infer<typeof configSchema>;
@@ -99,6 +156,8 @@ export interface RegistryConfig {
   gracePeriodSeconds: number;
   uploadMaxAgeSeconds: number;
   auth?: AuthConfig;
+  /** Present in proxy mode: the upstream the local storage caches. */
+  proxy?: ProxyConfig;
   /** HTTP server processes sharing the storage (node:cluster); 1 serves from the main process. */
   workers: number;
   /** Blob data through O_DIRECT where the file system allows it (see storage/filesystem.ts). */
@@ -157,6 +216,7 @@ export function resolveConfig(
     gracePeriodSeconds: file.gc?.gracePeriodSeconds ?? 3600,
     uploadMaxAgeSeconds: file.gc?.uploadMaxAgeSeconds ?? 7 * 24 * 3600,
     auth: file.auth,
+    proxy: file.proxy && { ...file.proxy, tagTtlSeconds: file.proxy.tagTtlSeconds ?? 0 },
     workers: flags.workers ?? file.workers ?? DEFAULT_WORKERS,
     directIo: file.storage?.directIo ?? false,
     baseDir,

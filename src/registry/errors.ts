@@ -2,7 +2,8 @@ import { StrataError } from '../common/errors.js';
 
 /**
  * The error codes of the OCI Distribution Spec (v1.1, "Error Codes"), each with the HTTP status a
- * registry answers with by default and the spec's description as the message. A route throws a
+ * registry answers with by default and the spec's description as the message, plus docker/distribution's
+ * generic UNKNOWN and UNAVAILABLE (a pull-through cache's upstream failing). A route throws a
  * RegistryError; the server turns it into `{"errors":[{"code","message","detail"}]}` in one place.
  */
 export const ERROR_CODES = {
@@ -23,6 +24,8 @@ export const ERROR_CODES = {
   DENIED: { status: 403, message: 'requested access to the resource is denied' },
   UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
   TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
+  UNKNOWN: { status: 500, message: 'unknown error' },
+  UNAVAILABLE: { status: 503, message: 'service unavailable' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -104,8 +104,18 @@ async function serve(args: string[]): Promise<void> {
     root: config.root,
     auth: registry.authorizer === null ? 'none' : 'token',
   });
+  logProxyMode(config);
   await untilSignal();
   await running.close();
+  registry.close();
+}
+
+function logProxyMode(config: RegistryConfig): void {
+  if (config.proxy === undefined) return;
+  log.info('proxy mode: a pull-through cache of an upstream registry; pushes and deletes answer 405', {
+    upstream: new URL(config.proxy.remoteUrl).origin,
+    tagTtlSeconds: config.proxy.tagTtlSeconds,
+  });
 }
 
 /**
@@ -176,6 +186,7 @@ async function servePrimary(config: RegistryConfig): Promise<void> {
     auth: registry.authorizer === null ? 'none' : 'token',
     workers: started.length,
   });
+  logProxyMode(config);
   // A worker that dies is replaced; a crash loop (a replacement dying at once) is not retried forever.
   let recentRestarts: number[] = [];
   cluster.on('exit', (worker, code, signal) => {
@@ -213,6 +224,7 @@ async function serveWorker(config: RegistryConfig): Promise<void> {
   process.once('disconnect', () => process.exit(0));
   await untilSignal();
   await running.close();
+  registry.close();
   process.exit(0);
 }
 
@@ -234,7 +246,7 @@ async function gc(args: string[]): Promise<void> {
     grace = Number(values['grace-period']);
     if (!Number.isInteger(grace) || grace < 0) throw new Error('--grace-period wants a number of seconds');
   }
-  const registry = new Registry({ ...config, auth: undefined });
+  const registry = new Registry({ ...config, auth: undefined, proxy: undefined });
   const report = await collectGarbage(registry, {
     dryRun: values['dry-run'],
     deleteUntagged: values['delete-untagged'],

@@ -113,6 +113,35 @@ export class ManifestStore {
     });
   }
 
+  /**
+   * Stores a manifest a pull-through cache fetched from its upstream (proxy mode). The bytes must
+   * match `digest` and be a valid manifest, but its blobs and child manifests need not be here: the
+   * cache fetches each only when a client asks for it. The cache sets tags itself, once this resolved.
+   */
+  async putFromUpstream(
+    name: RepositoryName,
+    digest: Digest,
+    content: Buffer,
+    contentType: string | undefined,
+  ): Promise<StoredManifest> {
+    const algorithm = digestAlgorithm(digest);
+    const actual = `${algorithm}:${createHash(algorithm).update(content).digest('hex')}`;
+    if (actual !== digest) {
+      throw new RegistryError('DIGEST_INVALID', undefined, { detail: { expected: digest, actual } });
+    }
+    const parsed = parseManifest(content, contentType);
+    return this.locks.run(`${name}@${digest}`, async () => {
+      const stored = await this.blobs.statContent(digest);
+      if (stored === null || stored.size !== content.length) await this.blobs.putSmall(digest, content);
+      await this.driver.putContent(paths.revisionLink(name, digest), digest);
+      // gc may have hidden the content just before the revision appeared (see put): write it again.
+      if ((await this.blobs.statContent(digest)) === null) await this.blobs.putSmall(digest, content);
+      if (parsed.subject) await this.referrers.add(name, parsed.subject.digest, digest);
+      this.mediaTypes.set(digest, parsed.mediaType);
+      return { digest, mediaType: parsed.mediaType, content };
+    });
+  }
+
   /** Deletes a manifest revision, every tag pointing at it and its referrer entry. */
   async delete(name: RepositoryName, digest: Digest): Promise<void> {
     await this.locks.run(`${name}@${digest}`, async () => {

@@ -9,6 +9,8 @@ import { loadUsersFile, UserDirectory } from './auth/users.js';
 import { BlobStore } from './blobs.js';
 import { type AclEntry, aclEntrySchema, type RegistryConfig, type UserEntry } from './config.js';
 import { ManifestStore } from './manifests.js';
+import { PullThroughCache } from './proxy/cache.js';
+import { UpstreamClient } from './proxy/upstream.js';
 import { ReferrersStore } from './referrers.js';
 import { RepositoryStore } from './repositories.js';
 import type { StorageDriver } from './storage/driver.js';
@@ -26,6 +28,8 @@ export class Registry {
   readonly repositories: RepositoryStore;
   /** Null when the configuration has no `auth` section: every request is allowed. */
   readonly authorizer: Authorizer | null;
+  /** In proxy mode (a `proxy` section) the stores are a cache of this upstream; else null. */
+  readonly proxy: PullThroughCache | null;
 
   constructor(
     readonly config: RegistryConfig,
@@ -38,6 +42,18 @@ export class Registry {
     this.manifests = new ManifestStore(driver, this.blobs, this.tags, this.referrers);
     this.repositories = new RepositoryStore(driver);
     this.authorizer = config.auth ? createAuthorizer(config) : null;
+    this.proxy = config.proxy
+      ? new PullThroughCache(
+          { blobs: this.blobs, uploads: this.uploads, manifests: this.manifests, tags: this.tags },
+          new UpstreamClient(config.proxy),
+          { manifestMaxBytes: config.manifestMaxBytes, tagTtlSeconds: config.proxy.tagTtlSeconds },
+        )
+      : null;
+  }
+
+  /** Releases what the services hold besides storage (the upstream's idle connections). */
+  close(): void {
+    this.proxy?.upstream.close();
   }
 }
 

@@ -12,6 +12,7 @@ import type { RequestContext, Route } from './http/context.js';
 import { hasBody, SOCKET_IDLE_MS, sendJson } from './http/context.js';
 import { base, listCatalog, listReferrers, listTags } from './http/discovery.js';
 import { deleteManifest, getManifest, putManifest } from './http/manifests.js';
+import { getBlobThroughCache, getManifestThroughCache, listTagsThroughCache } from './http/proxy.js';
 import { claimSocketBody } from './http/socket-body.js';
 import { serveToken } from './http/token.js';
 import { cancelUpload, finishUpload, patchUpload, startUpload, uploadStatus } from './http/uploads.js';
@@ -43,26 +44,31 @@ const ROUTES: Route[] = [
     pattern: /^\/v2\/(?<name>.+)\/tags\/list$/,
     handlers: { GET: listTags },
     access: (ctx) => repository(ctx, 'pull'),
+    proxyHandlers: { GET: listTagsThroughCache },
   },
   {
     pattern: /^\/v2\/(?<name>.+)\/manifests\/(?<reference>[^/]+)$/,
     handlers: { GET: getManifest, HEAD: getManifest, PUT: putManifest, DELETE: deleteManifest },
     access: pullPushOrDelete,
+    proxyHandlers: { GET: getManifestThroughCache, HEAD: getManifestThroughCache },
   },
   {
     pattern: /^\/v2\/(?<name>.+)\/blobs\/uploads\/?$/,
     handlers: { POST: startUpload },
     access: (ctx) => repository(ctx, 'push'),
+    proxyHandlers: {},
   },
   {
     pattern: /^\/v2\/(?<name>.+)\/blobs\/uploads\/(?<uuid>[^/]+)$/,
     handlers: { GET: uploadStatus, PATCH: patchUpload, PUT: finishUpload, DELETE: cancelUpload },
     access: (ctx) => repository(ctx, 'push'),
+    proxyHandlers: {},
   },
   {
     pattern: /^\/v2\/(?<name>.+)\/blobs\/(?<digest>[^/]+)$/,
     handlers: { GET: getBlob, HEAD: getBlob, DELETE: deleteBlob },
     access: pullOrDelete,
+    proxyHandlers: { GET: getBlobThroughCache, HEAD: getBlobThroughCache },
   },
   {
     pattern: /^\/v2\/(?<name>.+)\/referrers\/(?<digest>[^/]+)$/,
@@ -100,8 +106,13 @@ export async function handleRequest(
       throw new RegistryError('UNSUPPORTED', 'no such endpoint', { status: 404, detail: { path: pathname } });
     }
     const params: Record<string, string> = { ...((match as RegExpExecArray).groups ?? {}) };
-    const handler = route.handlers[method];
-    if (handler === undefined) throw methodNotAllowed(Object.keys(route.handlers));
+    const handlers = (registry.proxy !== null && route.proxyHandlers) || route.handlers;
+    const handler = handlers[method];
+    if (handler === undefined) {
+      // Before any access check: nobody may write to a cache, and saying so reveals nothing.
+      if (route.handlers[method] !== undefined) throw readOnlyCache(Object.keys(handlers));
+      throw methodNotAllowed(Object.keys(handlers));
+    }
     const name = params.name === undefined ? ('' as RepositoryName) : parseRepositoryName(params.name);
     const ctx: RequestContext = {
       req,
@@ -128,6 +139,14 @@ export async function handleRequest(
 
 function methodNotAllowed(allowed: string[]): RegistryError {
   return new RegistryError('UNSUPPORTED', 'method not allowed', { headers: { Allow: allowed.join(', ') } });
+}
+
+function readOnlyCache(allowed: string[]): RegistryError {
+  return new RegistryError(
+    'UNSUPPORTED',
+    'this registry is a pull-through cache: pushes and deletes are not supported',
+    { headers: { Allow: allowed.join(', ') } },
+  );
 }
 
 function sendError(req: http.IncomingMessage, res: http.ServerResponse, err: unknown): void {
@@ -169,7 +188,9 @@ export interface RunningServer {
 export async function startServer(registry: Registry): Promise<RunningServer> {
   const { config } = registry;
   const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    if (registry.driver.receive !== undefined) claimSocketBody(req, res, SOCKET_IDLE_MS);
+    // A cache takes no uploads: their bodies are left to Node, which drops them with the 405.
+    if (registry.driver.receive !== undefined && registry.proxy === null)
+      claimSocketBody(req, res, SOCKET_IDLE_MS);
     void handleRequest(registry, req, res);
   };
   const server = config.tls

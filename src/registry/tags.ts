@@ -1,7 +1,13 @@
 import { type Digest, isDigest } from '../common/digest.js';
 import { isTag, type RepositoryName } from './names.js';
 import { paths } from './paths.js';
-import { deleteIfExists, getContentOrNull, listOrEmpty, type StorageDriver } from './storage/driver.js';
+import {
+  deleteIfExists,
+  getContentOrNull,
+  listOrEmpty,
+  type StorageDriver,
+  statOrNull,
+} from './storage/driver.js';
 
 /**
  * Tags: a name in a repository pointing at one manifest digest (`_manifests/tags/<tag>/current/link`).
@@ -19,6 +25,11 @@ export class TagStore {
 
   async set(name: RepositoryName, tag: string, digest: Digest): Promise<void> {
     await this.driver.putContent(paths.tagLink(name, tag), digest);
+  }
+
+  /** When the tag was last set (a pull-through cache re-sets a tag each time its upstream confirms it). */
+  async setAt(name: RepositoryName, tag: string): Promise<Date | null> {
+    return (await statOrNull(this.driver, paths.tagLink(name, tag)))?.modTime ?? null;
   }
 
   async delete(name: RepositoryName, tag: string): Promise<boolean> {

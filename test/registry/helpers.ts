@@ -62,6 +62,7 @@ export async function startRegistry(
     server,
     close: async () => {
       await server.close();
+      registry.close();
     },
   };
 }

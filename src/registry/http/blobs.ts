@@ -1,3 +1,4 @@
+import type { Digest } from '../../common/digest.js';
 import { RegistryError } from '../errors.js';
 import { parseDigestParam } from '../names.js';
 import { type RequestContext, SOCKET_IDLE_MS, sendEmpty } from './context.js';
@@ -30,17 +31,27 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
 
 /** GET and HEAD /v2/<name>/blobs/<digest>: streams the blob, honouring a single Range. */
 export async function getBlob(ctx: RequestContext): Promise<void> {
-  const { req, res, registry, name } = ctx;
   const digest = parseDigestParam(ctx.params.digest ?? '');
-  const size = await registry.blobs.statInRepository(name, digest);
+  const size = await ctx.registry.blobs.statInRepository(ctx.name, digest);
   if (size === null) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
-  const headers: Record<string, string | number> = {
+  await serveStoredBlob(ctx, digest, size);
+}
+
+/** The headers of every blob download. */
+export function blobHeaders(digest: Digest): Record<string, string | number> {
+  return {
     'Docker-Content-Digest': digest,
     ETag: `"${digest}"`,
     'Accept-Ranges': 'bytes',
     // Content-addressed: the bytes behind this URL never change.
     'Cache-Control': 'max-age=31536000',
   };
+}
+
+/** Answers a GET or HEAD of a blob the store holds (`size` bytes), honouring a single Range. */
+export async function serveStoredBlob(ctx: RequestContext, digest: Digest, size: number): Promise<void> {
+  const { req, res, registry } = ctx;
+  const headers = blobHeaders(digest);
   if (req.headers['if-none-match'] === `"${digest}"`) {
     res.writeHead(304, headers);
     res.end();

@@ -28,6 +28,11 @@ export interface Route {
   handlers: Partial<Record<string, Handler>>;
   /** The grants a request needs (`repository:<name>:pull`, …); empty for the base endpoint. */
   access(ctx: RequestContext): ResourceAccess[];
+  /**
+   * In proxy mode, the handlers that replace `handlers`; a method of `handlers` missing here is a
+   * write, which a cache refuses. Absent: the route is served the same in both modes.
+   */
+  proxyHandlers?: Partial<Record<string, Handler>>;
 }
 
 export function sendJson(

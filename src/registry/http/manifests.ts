@@ -1,13 +1,18 @@
 import { RegistryError } from '../errors.js';
 import { baseMediaType } from '../manifest-format.js';
+import type { StoredManifest } from '../manifests.js';
 import { parseManifestReference } from '../names.js';
 import { type RequestContext, readBody, sendEmpty } from './context.js';
 
 /** GET and HEAD /v2/<name>/manifests/<tag-or-digest>: the exact pushed bytes and their media type. */
 export async function getManifest(ctx: RequestContext): Promise<void> {
-  const { req, res, registry, name } = ctx;
   const reference = parseManifestReference(ctx.params.reference ?? '', false);
-  const manifest = await registry.manifests.get(name, reference);
+  sendManifest(ctx, await ctx.registry.manifests.get(ctx.name, reference));
+}
+
+/** Answers a manifest GET or HEAD (304 when the client's ETag is current). */
+export function sendManifest(ctx: RequestContext, manifest: StoredManifest): void {
+  const { req, res } = ctx;
   const headers: Record<string, string | number> = {
     'Content-Type': manifest.mediaType,
     'Content-Length': manifest.content.length,
