@@ -12,8 +12,10 @@ import { busyboxTar, freePort, loadImage, RegistryProcess, RegistryProxy, runOut
  */
 let registry: RegistryProcess;
 let proxy: RegistryProxy;
+let cache: RegistryProcess;
 let source: TestDaemon;
 let client: TestDaemon;
+let viaCache: TestDaemon;
 let deadMirror = '';
 let R = '';
 let digest = '';
@@ -24,9 +26,12 @@ before(async () => {
   R = proxy.address;
   // Nothing listens there: the first mirror refuses every connection.
   deadMirror = `http://127.0.0.1:${await freePort()}`;
-  [source, client] = await Promise.all([
+  // A Strata registry in proxy mode: a pull-through cache of the one above, as a mirror.
+  cache = await RegistryProcess.strata({ config: { proxy: { remoteUrl: `http://${R}` } } });
+  [source, client, viaCache] = await Promise.all([
     startDaemon(),
     startDaemon({ extraArgs: ['--registry-mirror', deadMirror, '--registry-mirror', `http://${R}/`] }),
+    startDaemon({ extraArgs: ['--registry-mirror', `http://127.0.0.1:${cache.port}`] }),
   ]);
   await loadImage(source, {
     tag: `${R}/library/busybox:latest`,
@@ -40,9 +45,9 @@ before(async () => {
 });
 
 after(async () => {
-  await Promise.allSettled([source?.cleanup(), client?.cleanup()]);
+  await Promise.allSettled([source?.cleanup(), client?.cleanup(), viaCache?.cleanup()]);
   await proxy?.close();
-  await registry?.stop();
+  await Promise.allSettled([registry?.stop(), cache?.stop()]);
 });
 
 describe('registry mirrors', () => {
@@ -84,6 +89,23 @@ describe('registry mirrors', () => {
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, new RegExp(`127\\.0\\.0\\.1:${other}`));
     assert.deepEqual(proxy.log.slice(before), [], 'the mirror was not asked');
+  });
+
+  test('a Strata registry in proxy mode is a mirror that keeps what it served', async () => {
+    const first = proxy.log.length;
+    const pulled = await viaCache.dockerOk(['pull', 'busybox']);
+    assert.match(pulled, new RegExp(`^Digest: ${digest}$`, 'm'));
+    const fetched = proxy.log.slice(first).filter((e) => e.method === 'GET' && e.url.includes('/blobs/'));
+    assert.ok(fetched.length >= 2, 'the cache fetched the config and the layer from its upstream');
+    assert.equal(await runOutput(viaCache, 'busybox', ['echo', 'through the cache']), 'through the cache');
+
+    await viaCache.dockerOk(['rmi', '-f', 'busybox']);
+    await viaCache.dockerOk(['image', 'prune', '-f']);
+    const second = proxy.log.length;
+    const again = await viaCache.dockerOk(['pull', 'busybox']);
+    assert.match(again, /^Status: Downloaded newer image for busybox:latest$/m);
+    const refetched = proxy.log.slice(second).filter((e) => e.url.includes('/blobs/'));
+    assert.deepEqual(refetched, [], 'the blobs came from the cache; the upstream was only asked for the tag');
   });
 
   test('docker info lists the mirrors; a malformed mirror stops the daemon with one line', async () => {
