@@ -35,8 +35,9 @@ import { DEFAULT_MANIFEST_MAX_BYTES } from './manifests.js';
  *   "proxy": {                                present = a pull-through cache (mirror) of another registry
  *     "remoteUrl": "https://registry-1.docker.io",   the upstream (http or https, no path); alias "remoteurl"
  *     "username": "u", "password": "p",      optional: sent to the upstream only when it asks
- *     "tagTtlSeconds": 0                      a tag resolved upstream this recently is served unasked; 0: ask always
- *   }
+ *     "tagTtlSeconds": 0,                     a tag resolved upstream this recently is served unasked; 0: ask always
+ *     "ca": "upstream-ca.pem"                 optional: CA certificates (PEM) trusted for an https upstream,
+ *   }                                         besides the usual roots (a private registry's own CA)
  * }
  *
  * ACL patterns match whole names: `*` stays within one path component, `**` crosses `/`, and
@@ -111,6 +112,7 @@ const proxySchema = z.preprocess(
       username: z.string().min(1).optional(),
       password: z.string().optional(),
       tagTtlSeconds: z.number().int().nonnegative().optional(),
+      ca: z.string().min(1).optional(),
     })
     .refine((p) => p.password === undefined || p.username !== undefined, {
       message: 'a proxy password needs a username',
@@ -124,6 +126,8 @@ export interface ProxyConfig {
   password?: string;
   /** How long a tag the upstream resolved is served without asking it again; 0: always ask. */
   tagTtlSeconds: number;
+  /** PEM of CA certificates trusted for an https upstream besides Node's roots (the file's text). */
+  ca?: string;
 }
 
 export const configSchema = z.strictObject({
@@ -216,11 +220,28 @@ export function resolveConfig(
     gracePeriodSeconds: file.gc?.gracePeriodSeconds ?? 3600,
     uploadMaxAgeSeconds: file.gc?.uploadMaxAgeSeconds ?? 7 * 24 * 3600,
     auth: file.auth,
-    proxy: file.proxy && { ...file.proxy, tagTtlSeconds: file.proxy.tagTtlSeconds ?? 0 },
+    proxy: file.proxy && {
+      ...file.proxy,
+      tagTtlSeconds: file.proxy.tagTtlSeconds ?? 0,
+      ca: file.proxy.ca === undefined ? undefined : readCaFile(resolve(file.proxy.ca)),
+    },
     workers: flags.workers ?? file.workers ?? DEFAULT_WORKERS,
     directIo: file.storage?.directIo ?? false,
     baseDir,
   };
+}
+
+/** The PEM text of a proxy's `ca` file (read once here, so that workers get the text itself). */
+function readCaFile(file: string): string {
+  let pem: string;
+  try {
+    pem = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new InvalidArgument(`cannot read the proxy's CA file ${file}: ${(err as Error).message}`);
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----'))
+    throw new InvalidArgument(`the proxy's CA file ${file} holds no PEM certificate`);
+  return pem;
 }
 
 /** `HOST:PORT`, `:PORT` (all interfaces) or `[v6]:PORT`. */

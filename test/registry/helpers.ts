@@ -226,10 +226,16 @@ export class Client {
   constructor(
     readonly url: string,
     readonly headers: Record<string, string> = {},
+    /** CA to trust for an https registry. */
+    readonly ca?: Buffer,
   ) {}
 
   req(method: string, p: string, opts: RequestOptions = {}): Promise<Response> {
-    return request(this.url, method, p, { ...opts, headers: { ...this.headers, ...opts.headers } });
+    return request(this.url, method, p, {
+      ...opts,
+      ca: opts.ca ?? this.ca,
+      headers: { ...this.headers, ...opts.headers },
+    });
   }
 
   /** Pushes a blob with POST then PUT; returns its digest. */

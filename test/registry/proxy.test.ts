@@ -11,6 +11,7 @@ import { type ConfigFile, loadConfigFile, resolveConfig } from '../../src/regist
 import { sendFileCounters } from '../../src/registry/http/socket-send.js';
 import type { RepositoryName } from '../../src/registry/names.js';
 import { parseChallenges } from '../../src/registry/proxy/challenge.js';
+import { selfSignedCertificate } from '../helpers/certs.js';
 import {
   Client,
   errorCode,
@@ -680,6 +681,45 @@ describe('a misbehaving upstream', () => {
     } finally {
       fake.failing = false;
     }
+  });
+});
+
+describe('an upstream over TLS', () => {
+  test('is trusted through the proxy\'s "ca" file, and refused (503, nothing cached) without it', async () => {
+    const dir = tempDir('proxy-tls');
+    const { cert, key } = selfSignedCertificate(dir);
+    const upstream = await startRegistry({ tls: { cert, key } });
+    const trusting = await startRegistry(proxyConfig(upstream.url, { ca: cert }));
+    const untrusting = await startRegistry(proxyConfig(upstream.url));
+    try {
+      assert.match(upstream.url, /^https:/);
+      const image = await pushImage(new Client(upstream.url, {}, fs.readFileSync(cert)), REPO, 'tls');
+      await pullAndCheck(new Client(trusting.url), REPO, 'tls', image);
+      assert.ok(await cachedBlob(trusting, REPO, image.bigLayer));
+      const refused = await new Client(untrusting.url).req('GET', `/v2/${REPO}/manifests/tls`, {
+        headers: ACCEPT,
+      });
+      assert.equal(refused.status, 503, refused.text);
+      assert.equal(errorCode(refused), 'UNAVAILABLE');
+      assert.equal(await cachedManifest(untrusting, REPO, image.indexDigest), false);
+    } finally {
+      await Promise.all([trusting.close(), untrusting.close()]);
+      await upstream.close();
+    }
+  });
+
+  test('a "ca" file that cannot be read or holds no certificate is a configuration error', () => {
+    const dir = tempDir('proxy-ca');
+    const notPem = path.join(dir, 'not.pem');
+    fs.writeFileSync(notPem, 'hello');
+    assert.throws(
+      () => resolveConfig(proxyConfig('https://127.0.0.1:1', { ca: notPem }), {}),
+      /no PEM certificate/,
+    );
+    assert.throws(
+      () => resolveConfig(proxyConfig('https://127.0.0.1:1', { ca: path.join(dir, 'missing.pem') }), {}),
+      /cannot read the proxy's CA file/,
+    );
   });
 });
 

@@ -1,5 +1,6 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
+import * as tls from 'node:tls';
 import { z } from 'zod';
 import { errorMessage } from '../../common/errors.js';
 import type { ProxyConfig } from '../config.js';
@@ -44,10 +45,7 @@ const tokenResponseSchema = z.looseObject({
  */
 export class UpstreamClient {
   readonly origin: string;
-  private readonly agents = {
-    http: new http.Agent({ keepAlive: true }),
-    https: new https.Agent({ keepAlive: true }),
-  };
+  private readonly agents: { http: http.Agent; https: https.Agent };
   private readonly tokens = new Map<string, { authorization: string; expiresAt: number }>();
   private readonly pendingTokens = new Map<string, Promise<string>>();
   /** Set once the upstream asked for Basic credentials: they are sent with every request after. */
@@ -55,6 +53,12 @@ export class UpstreamClient {
 
   constructor(private readonly config: ProxyConfig) {
     this.origin = new URL(config.remoteUrl).origin;
+    // A configured CA adds to the usual roots (a private registry's own CA), it does not replace them.
+    const ca = config.ca === undefined ? undefined : [...tls.rootCertificates, config.ca];
+    this.agents = {
+      http: new http.Agent({ keepAlive: true }),
+      https: new https.Agent({ keepAlive: true, ca }),
+    };
   }
 
   async send(request: UpstreamRequest): Promise<http.IncomingMessage> {
