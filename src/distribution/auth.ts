@@ -73,38 +73,3 @@ export function hasCredentials(credentials: RegistryCredentials): boolean {
     credentials.registryToken !== undefined
   );
 }
-
-export interface Challenge {
-  scheme: 'bearer' | 'basic';
-  params: Record<string, string>;
-}
-
-/**
- * Parses `WWW-Authenticate` (RFC 7235): `Bearer realm="https://x/token",service="x",scope="a b"`.
- * Returns the Bearer challenge when there is one, else Basic, else null.
- */
-export function parseChallenges(header: string | string[] | undefined): Challenge | null {
-  const values = header === undefined ? [] : Array.isArray(header) ? header : [header];
-  const found: Challenge[] = [];
-  for (const value of values) {
-    let current: Challenge | null = null;
-    const re =
-      /\s*(?:([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))|([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*))\s*,?/y;
-    re.lastIndex = 0;
-    while (re.lastIndex < value.length) {
-      const m = re.exec(value);
-      if (m === null) break;
-      if (m[0] === '') break;
-      if (m[4] !== undefined) {
-        const scheme = m[4].toLowerCase();
-        current = scheme === 'bearer' || scheme === 'basic' ? { scheme, params: {} } : null;
-        if (current) found.push(current);
-        continue;
-      }
-      if (current && m[1] !== undefined) {
-        current.params[m[1].toLowerCase()] = m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : (m[3] ?? '');
-      }
-    }
-  }
-  return found.find((c) => c.scheme === 'bearer') ?? found.find((c) => c.scheme === 'basic') ?? null;
-}

@@ -3,7 +3,8 @@ import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { errorMessage } from '../common/errors.js';
 import { statusLine } from '../common/status-line.js';
-import { type Challenge, hasCredentials, parseChallenges, type RegistryCredentials } from './auth.js';
+import { preferredChallenge, type RegistryChallenge } from '../common/www-authenticate.js';
+import { hasCredentials, type RegistryCredentials } from './auth.js';
 import { RegistryUnreachable, registryError, Unauthorized } from './errors.js';
 import type { RegistryEndpoint, RegistryHosts } from './hosts.js';
 import { type RegistryTransport, readResponse } from './transport.js';
@@ -39,7 +40,7 @@ export type SchemeCache = Map<string, 'https' | 'http'>;
 export class RegistrySession {
   readonly host: string;
   private base: URL | null = null;
-  private challenge: Challenge | null = null;
+  private challenge: RegistryChallenge | null = null;
   private readonly scopes: Set<string>;
   private token: { value: string; scopes: string; expiresAt: number } | null = null;
 
@@ -98,7 +99,7 @@ export class RegistrySession {
       res.resume();
       this.base = new URL(`${scheme}://${this.host}`);
       this.schemes.set(this.host, scheme);
-      if (res.statusCode === 401) this.challenge = parseChallenges(res.headers['www-authenticate']);
+      if (res.statusCode === 401) this.challenge = preferredChallenge(res.headers['www-authenticate']);
       return;
     }
     throw unreachable('Get', failedUrl, failure);
@@ -144,7 +145,7 @@ export class RegistrySession {
         );
       }
       if (res.statusCode !== 401 || attempt > 0 || !retriable) return res;
-      const challenge = parseChallenges(res.headers['www-authenticate']);
+      const challenge = preferredChallenge(res.headers['www-authenticate']);
       if (challenge === null) return res;
       // A challenge the session did not know yet (or a token lacking a scope): authenticate again.
       res.resume();

@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import type { Digest } from '../../src/common/digest.js';
 import { Conflict } from '../../src/common/errors.js';
 import { FileContentStore, type Ingest } from '../../src/content/store.js';
-import { parseChallenges, parseRegistryAuthHeader } from '../../src/distribution/auth.js';
+import { parseRegistryAuthHeader } from '../../src/distribution/auth.js';
 import { formatRegistryErrors, registryError } from '../../src/distribution/errors.js';
 import { RegistryHosts, serverAddressDomain } from '../../src/distribution/hosts.js';
 import { Limiter } from '../../src/distribution/limiter.js';
@@ -55,32 +55,6 @@ describe('X-Registry-Auth', () => {
       JSON.stringify({ identitytoken: 'refresh', registrytoken: 'bearer' }),
     ).toString('base64url');
     assert.deepEqual(parseRegistryAuthHeader(tokens), { identityToken: 'refresh', registryToken: 'bearer' });
-  });
-});
-
-describe('WWW-Authenticate', () => {
-  test('Bearer with quoted parameters holding commas', () => {
-    const c = parseChallenges(
-      'Bearer realm="http://127.0.0.1:5000/token",service="reg",scope="repository:a/b:pull,push",error="insufficient_scope"',
-    );
-    assert.deepEqual(c, {
-      scheme: 'bearer',
-      params: {
-        realm: 'http://127.0.0.1:5000/token',
-        service: 'reg',
-        scope: 'repository:a/b:pull,push',
-        error: 'insufficient_scope',
-      },
-    });
-  });
-  test('Basic, Bearer preferred over Basic, and nothing usable', () => {
-    assert.deepEqual(parseChallenges('Basic realm="basic-realm"'), {
-      scheme: 'basic',
-      params: { realm: 'basic-realm' },
-    });
-    assert.equal(parseChallenges(['Basic realm="x"', 'Bearer realm="https://t/token"'])?.scheme, 'bearer');
-    assert.equal(parseChallenges('Negotiate abc'), null);
-    assert.equal(parseChallenges(undefined), null);
   });
 });
 

@@ -10,7 +10,6 @@ import type { Digest } from '../../src/common/digest.js';
 import { type ConfigFile, loadConfigFile, resolveConfig } from '../../src/registry/config.js';
 import { sendFileCounters } from '../../src/registry/http/socket-send.js';
 import type { RepositoryName } from '../../src/registry/names.js';
-import { parseChallenges } from '../../src/registry/proxy/challenge.js';
 import { selfSignedCertificate } from '../helpers/certs.js';
 import {
   Client,
@@ -557,6 +556,21 @@ describe('a misbehaving upstream', () => {
   let client: Client;
   const good = randomBytes(2 << 20);
   const goodDigest = sha256(good);
+  /** An OCI manifest of `good` as its config and no layers. */
+  const configOnlyManifest = (annotations?: Record<string, string>): Buffer =>
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: {
+          mediaType: 'application/vnd.oci.image.config.v1+json',
+          digest: goodDigest,
+          size: good.length,
+        },
+        layers: [],
+        ...(annotations === undefined ? {} : { annotations }),
+      }),
+    );
 
   before(async () => {
     await fake.start();
@@ -631,19 +645,7 @@ describe('a misbehaving upstream', () => {
   });
 
   test('a manifest over manifests.maxBytes is refused, and nothing is cached', async () => {
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        config: {
-          mediaType: 'application/vnd.oci.image.config.v1+json',
-          digest: goodDigest,
-          size: good.length,
-        },
-        layers: [],
-        annotations: { padding: 'x'.repeat(5000) },
-      }),
-    );
+    const manifest = configOnlyManifest({ padding: 'x'.repeat(5000) });
     fake.manifests.set(sha256(manifest), { body: manifest });
     const res = await client.req('GET', `/v2/fake/manifests/${sha256(manifest)}`);
     assert.equal(res.status, 502);
@@ -652,18 +654,7 @@ describe('a misbehaving upstream', () => {
   });
 
   test('a tag is served from the cache while the upstream answers 503', async () => {
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: OCI_MANIFEST,
-        config: {
-          mediaType: 'application/vnd.oci.image.config.v1+json',
-          digest: goodDigest,
-          size: good.length,
-        },
-        layers: [],
-      }),
-    );
+    const manifest = configOnlyManifest();
     const digest = sha256(manifest);
     fake.manifests.set('stable', { body: manifest, digest });
     fake.manifests.set(digest, { body: manifest });
@@ -750,21 +741,5 @@ describe('proxy configuration', () => {
       () => loadConfigFile(write({ proxy: { remoteUrl: 'http://a', password: 'p' } })),
       /username/,
     );
-  });
-
-  test('challenges are parsed into scheme and parameters', () => {
-    assert.deepEqual(
-      parseChallenges('Bearer realm="https://auth.example/token",service="hub",scope="repository:a/b:pull"'),
-      [
-        {
-          scheme: 'bearer',
-          params: { realm: 'https://auth.example/token', service: 'hub', scope: 'repository:a/b:pull' },
-        },
-      ],
-    );
-    assert.deepEqual(parseChallenges('Basic realm="x", Bearer realm=y'), [
-      { scheme: 'basic', params: { realm: 'x' } },
-      { scheme: 'bearer', params: { realm: 'y' } },
-    ]);
   });
 });

@@ -138,6 +138,23 @@ function chunkedHead(method: string, url: string, location: string): Buffer {
   );
 }
 
+/** Sends the rest of `blob` from `offset` (PATCH with Content-Range), finishes the upload, reads it back. */
+async function resumeAndFinish(
+  client: Client,
+  location: string,
+  blob: Buffer,
+  offset: number,
+): Promise<void> {
+  const rest = await client.req('PATCH', location, {
+    body: blob.subarray(offset),
+    headers: { 'Content-Range': `${offset}-${blob.length - 1}` },
+  });
+  assert.equal(rest.status, 202, rest.text);
+  const put = await client.req('PUT', `${location}?digest=${sha256(blob)}`);
+  assert.equal(put.status, 201, put.text);
+  assert.deepEqual((await client.req('GET', `/v2/${REPO}/blobs/${sha256(blob)}`)).body, blob);
+}
+
 async function uploadedSize(client: Client, location: string): Promise<number> {
   // The server notices the drop asynchronously; the session settles within a few polls.
   let last = -1;
@@ -179,15 +196,7 @@ describe('resumable uploads', () => {
     });
     assert.equal(stale.status, 416, 'a chunk from the start is out of order now');
     assert.equal(stale.headers.range, `0-${offset - 1}`);
-    const rest = await client.req('PATCH', location, {
-      body: blob.subarray(offset),
-      headers: { 'Content-Range': `${offset}-${blob.length - 1}` },
-    });
-    assert.equal(rest.status, 202, rest.text);
-    const put = await client.req('PUT', `${location}?digest=${sha256(blob)}`);
-    assert.equal(put.status, 201, put.text);
-    const get = await client.req('GET', `/v2/${REPO}/blobs/${sha256(blob)}`);
-    assert.deepEqual(get.body, blob);
+    await resumeAndFinish(client, location, blob, offset);
   });
 
   test('a session survives a registry restart (the digest is recomputed from the stored bytes)', async () => {
@@ -328,14 +337,7 @@ describe('upload bodies read from the socket', () => {
     const offset = await uploadedSize(client, location);
     assert.equal(offset, sent, 'every byte that arrived is kept');
     assert.equal((await client.req('HEAD', `/v2/${REPO}/blobs/${sha256(blob)}`)).status, 404);
-    const rest = await client.req('PATCH', location, {
-      body: blob.subarray(offset),
-      headers: { 'Content-Range': `${offset}-${blob.length - 1}` },
-    });
-    assert.equal(rest.status, 202, rest.text);
-    const put = await client.req('PUT', `${location}?digest=${sha256(blob)}`);
-    assert.equal(put.status, 201, put.text);
-    assert.deepEqual((await client.req('GET', `/v2/${REPO}/blobs/${sha256(blob)}`)).body, blob);
+    await resumeAndFinish(client, location, blob, offset);
   });
 
   test('a large body whose digest does not match is refused and leaves nothing', async () => {
@@ -462,14 +464,7 @@ describe('upload bodies read from the socket', () => {
     );
     const offset = await uploadedSize(client, location);
     assert.equal(offset, sent, 'every data byte that arrived is kept');
-    const rest = await client.req('PATCH', location, {
-      body: blob.subarray(offset),
-      headers: { 'Content-Range': `${offset}-${blob.length - 1}` },
-    });
-    assert.equal(rest.status, 202, rest.text);
-    const put = await client.req('PUT', `${location}?digest=${sha256(blob)}`);
-    assert.equal(put.status, 201, put.text);
-    assert.deepEqual((await client.req('GET', `/v2/${REPO}/blobs/${sha256(blob)}`)).body, blob);
+    await resumeAndFinish(client, location, blob, offset);
   });
 
   test('closing the registry stops a body transfer that is still waiting for bytes', async () => {

@@ -3,10 +3,10 @@ import * as https from 'node:https';
 import * as tls from 'node:tls';
 import { z } from 'zod';
 import { errorMessage } from '../../common/errors.js';
+import { preferredChallenge, type RegistryChallenge } from '../../common/www-authenticate.js';
 import type { ProxyConfig } from '../config.js';
 import { RegistryError } from '../errors.js';
 import type { RepositoryName } from '../names.js';
-import { type Challenge, preferredChallenge } from './challenge.js';
 
 /** A request to the upstream registry: always a read, for one repository. */
 export interface UpstreamRequest {
@@ -91,7 +91,7 @@ export class UpstreamClient {
   }
 
   /** The Authorization that answers a challenge, or null when there is none to give. */
-  private async answer(challenge: Challenge, scope: string): Promise<string | null> {
+  private async answer(challenge: RegistryChallenge, scope: string): Promise<string | null> {
     if (challenge.scheme === 'basic') {
       this.wantsBasic = true;
       return this.basicAuthorization() ?? null;
@@ -105,7 +105,7 @@ export class UpstreamClient {
     return pending;
   }
 
-  private async fetchToken(challenge: Challenge, scope: string): Promise<string> {
+  private async fetchToken(challenge: RegistryChallenge, scope: string): Promise<string> {
     const realm = challenge.params.realm;
     let url: URL;
     try {

@@ -40,11 +40,22 @@ export function parseChallenges(header: string): Challenge[] {
   return out;
 }
 
-/** The challenge a client should answer: Bearer when offered (the stronger), else Basic; else null. */
-export function preferredChallenge(header: string | undefined): Challenge | null {
-  if (header === undefined) return null;
-  const challenges = parseChallenges(header);
-  return (
-    challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic') ?? null
-  );
+/** A challenge a registry client can answer. */
+export interface RegistryChallenge extends Challenge {
+  scheme: 'bearer' | 'basic';
+}
+
+/**
+ * The challenge a registry client should answer, from one header or several: Bearer when offered
+ * (the stronger), else Basic; null when neither is. Shared by the daemon's registry client and the
+ * registry's pull-through cache.
+ */
+export function preferredChallenge(header: string | string[] | undefined): RegistryChallenge | null {
+  const values = header === undefined ? [] : Array.isArray(header) ? header : [header];
+  const challenges = values.flatMap(parseChallenges);
+  for (const scheme of ['bearer', 'basic'] as const) {
+    const found = challenges.find((c) => c.scheme === scheme);
+    if (found !== undefined) return { scheme, params: found.params };
+  }
+  return null;
 }
